@@ -1,0 +1,278 @@
+package conf
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// rawConfig is the first decoding pass: every table entry stays a Primitive so
+// that each is decoded on its own and one wrong type does not hide the problems
+// in the others.
+type rawConfig struct {
+	Server      toml.Primitive            `toml:"server"`
+	Log         toml.Primitive            `toml:"log"`
+	Egress      toml.Primitive            `toml:"egress"`
+	Intercept   toml.Primitive            `toml:"intercept"`
+	Vaults      map[string]toml.Primitive `toml:"vaults"`
+	Credentials map[string]toml.Primitive `toml:"credentials"`
+	Profiles    map[string]toml.Primitive `toml:"profiles"`
+	Clusters    map[string]toml.Primitive `toml:"clusters"`
+	Connections map[string]toml.Primitive `toml:"connections"`
+}
+
+// Load reads, decodes and validates the config file at path. The config is
+// usable only when the returned problems hold no error (warnings are fine).
+func Load(path string) (*Config, Problems) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		msg := "cannot read the config file"
+		if errors.Is(err, os.ErrNotExist) {
+			msg = "the config file does not exist (set it with --config)"
+		}
+		return nil, Problems{{File: path, Msg: msg}}
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes and validates config text; path names it in problems and
+// anchors relative file paths.
+func Parse(path string, data []byte) (*Config, Problems) {
+	r := &reporter{file: path}
+	var raw rawConfig
+	md, err := toml.Decode(string(data), &raw)
+	if err != nil {
+		r.list = append(r.list, decodeProblem(path, err))
+		return nil, r.list
+	}
+	r.pos = indexPositions(string(data))
+	checkKeys(md, r)
+
+	cfg := &Config{Path: path, Dir: filepath.Dir(path)}
+	decode := func(prim toml.Primitive, into any, where string) bool {
+		if err := md.PrimitiveDecode(prim, into); err != nil {
+			p := decodeProblem(path, err)
+			if p.Path == "" {
+				p.Path = where
+			}
+			if p.Pos.Line == 0 {
+				p.Pos, _ = r.pos.lookup(where)
+			}
+			r.list = append(r.list, p)
+			return false
+		}
+		return true
+	}
+	decode(raw.Server, &cfg.Server, "server")
+	decode(raw.Log, &cfg.Log, "log")
+	decode(raw.Egress, &cfg.Egress, "egress")
+	if md.IsDefined("intercept") {
+		cfg.Intercept = &Intercept{}
+		decode(raw.Intercept, cfg.Intercept, "intercept")
+	}
+	cfg.Vaults = decodeTable[Vault](raw.Vaults, "vaults", decode)
+	cfg.Credentials = decodeTable[Credential](raw.Credentials, "credentials", decode)
+	cfg.Profiles = decodeTable[Profile](raw.Profiles, "profiles", decode)
+	cfg.Clusters = decodeTable[Cluster](raw.Clusters, "clusters", decode)
+	cfg.Connections = decodeTable[Connection](raw.Connections, "connections", decode)
+
+	v := &validator{cfg: cfg, md: md, r: r}
+	v.run()
+	return cfg, r.list.sorted()
+}
+
+func decodeTable[T any](raw map[string]toml.Primitive, section string, decode func(toml.Primitive, any, string) bool) map[string]*T {
+	out := make(map[string]*T, len(raw))
+	for name, prim := range raw {
+		var t T
+		if decode(prim, &t, section+"."+name) {
+			out[name] = &t
+		}
+	}
+	return out
+}
+
+var typeErrRe = regexp.MustCompile(`^toml: line (\d+) \(last key "([^"]*)"\): (.*)$`)
+var incompatRe = regexp.MustCompile(`incompatible types: TOML value has type (\S+); destination has type (.+)$`)
+
+// decodeProblem turns a TOML library error into a positioned problem.
+func decodeProblem(path string, err error) Problem {
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		return Problem{File: path, Pos: Pos{pe.Position.Line, pe.Position.Col}, Path: pe.LastKey, Msg: strings.TrimPrefix(pe.Message, "toml: ")}
+	}
+	msg := err.Error()
+	if m := typeErrRe.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		detail := m[3]
+		if im := incompatRe.FindStringSubmatch(detail); im != nil {
+			detail = fmt.Sprintf("expected %s, got %s", goTypeWord(im[2]), tomlWord(im[1]))
+		}
+		return Problem{File: path, Pos: Pos{Line: line}, Path: m[2], Msg: detail}
+	}
+	return Problem{File: path, Msg: strings.TrimPrefix(msg, "toml: ")}
+}
+
+func tomlWord(t string) string {
+	switch t {
+	case "int64":
+		return "an integer"
+	case "float64":
+		return "a float"
+	case "string":
+		return "a string"
+	case "bool":
+		return "a boolean"
+	case "map[string]interface {}":
+		return "a table"
+	case "[]interface {}", "[]map[string]interface {}":
+		return "an array"
+	}
+	return t
+}
+
+func goTypeWord(t string) string {
+	switch {
+	case t == "string":
+		return "a string"
+	case strings.HasPrefix(t, "int"):
+		return "an integer"
+	case t == "bool":
+		return "a boolean"
+	case strings.HasPrefix(t, "[]") || strings.HasPrefix(t, "slice"):
+		return "an array"
+	case strings.HasPrefix(t, "map") || strings.Contains(t, "struct") || strings.HasPrefix(t, "*"):
+		return "a table"
+	}
+	return t
+}
+
+var (
+	secretType   = reflect.TypeOf(Secret{})
+	durationType = reflect.TypeOf(Duration{})
+	secretKeys   = []string{"env", "file", "vault", "id"}
+)
+
+// checkKeys reports unknown keys and keys that differ from the schema only in
+// case (the TOML library would match those silently).
+func checkKeys(md toml.MetaData, r *reporter) {
+	root := reflect.TypeOf(rawConfigSchema{})
+	for _, key := range md.Keys() {
+		t := root
+		for i := 0; i < len(key); {
+			for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
+				t = t.Elem()
+			}
+			last := i == len(key)-1
+			part := key[i]
+			switch {
+			case t == secretType:
+				if last && !contains(secretKeys, part) {
+					r.errorf(key.String(), "unknown key %q in a secret reference (use env, file, or vault with id)", part)
+				}
+				i = len(key)
+			case t == durationType:
+				i = len(key)
+			case t.Kind() == reflect.Struct:
+				f, ok := fieldFor(t, part)
+				if !ok {
+					if last {
+						reportUnknown(r, key.String(), part, t)
+					}
+					i = len(key)
+					continue
+				}
+				if last && f.Tag.Get("toml") != part {
+					r.errorf(key.String(), "key %q differs only in case from %q: keys are case-sensitive", part, f.Tag.Get("toml"))
+				}
+				t = f.Type
+				i++
+			case t.Kind() == reflect.Map:
+				t = t.Elem()
+				i++
+			default:
+				i = len(key)
+			}
+		}
+	}
+}
+
+// rawConfigSchema is Config as the key checker sees it.
+type rawConfigSchema = Config
+
+func fieldFor(t reflect.Type, name string) (reflect.StructField, bool) {
+	var ci reflect.StructField
+	found := false
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("toml")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		if tag == name {
+			return f, true
+		}
+		if strings.EqualFold(tag, name) {
+			ci, found = f, true
+		}
+	}
+	return ci, found
+}
+
+func reportUnknown(r *reporter, path, part string, t reflect.Type) {
+	var names []string
+	for i := 0; i < t.NumField(); i++ {
+		if tag := t.Field(i).Tag.Get("toml"); tag != "" && tag != "-" {
+			names = append(names, tag)
+		}
+	}
+	sort.Strings(names)
+	best, bestD := "", 3
+	for _, n := range names {
+		if d := editDistance(part, n); d < bestD {
+			best, bestD = n, d
+		}
+	}
+	if best != "" {
+		r.errorf(path, "unknown key %q (did you mean %q?)", part, best)
+		return
+	}
+	r.errorf(path, "unknown key %q (known keys here: %s)", part, strings.Join(names, ", "))
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

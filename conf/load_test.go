@@ -1,0 +1,185 @@
+package conf
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const validConfig = `
+[server]
+listen = "127.0.0.1:3128"
+
+[vaults.local]
+type = "file"
+path = "secrets.toml"
+
+[credentials.graph]
+vault = "local"
+id = "graph"
+token_url = "https://login.example.com/token"
+scopes = ["api.read"]
+
+[connections.graph]
+hosts = ["graph.example.com", "*.graph.example.com"]
+credential = "graph"
+timeout = "10s"
+`
+
+func writeConfig(t *testing.T, text string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "secrets.toml"), []byte("[graph]\nclient_id='a'\nclient_secret='b'\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "authgress.toml")
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestValidConfig(t *testing.T) {
+	cfg, probs := Load(writeConfig(t, validConfig))
+	if probs.HasErrors() {
+		t.Fatalf("valid config has problems:\n%v", probs)
+	}
+	if got := cfg.Connections["graph"].Timeout.D.String(); got != "10s" {
+		t.Errorf("timeout = %s", got)
+	}
+	if cfg.Egress.Unmatched != "deny" || cfg.Credentials["graph"].Send != "basic" {
+		t.Errorf("defaults not applied: %+v %+v", cfg.Egress, cfg.Credentials["graph"])
+	}
+	if n := len(cfg.Connections["graph"].Patterns); n != 2 {
+		t.Errorf("patterns = %d", n)
+	}
+}
+
+// TestEveryMistakeReported is the issue's example: several mistakes in one
+// file, each reported with its line and key path.
+func TestEveryMistakeReported(t *testing.T) {
+	text := `[server]
+listen = "127.0.0.1:3128"
+lisen = "x"
+
+[vaults.local]
+type = "file"
+path = "secrets.toml"
+
+[credentials.graph]
+vault = "local"
+ID = "graph"
+token_url = "https://login.example.com/token"
+
+[connections.graph]
+hosts = ["api.example.com"]
+credential = "graph"
+timeout = 30
+
+[connections.other]
+hosts = ["API.example.com."]
+credential = "nope"
+
+[connections.bad-name]
+hosts = ["x.example.com"]
+`
+	_, probs := Load(writeConfig(t, text))
+	if !probs.HasErrors() {
+		t.Fatal("expected errors")
+	}
+	out := probs.Error()
+	t.Log("\n" + out)
+	want := []struct{ line, text string }{
+		{":3:1:", `server.lisen: unknown key "lisen" (did you mean "listen"?)`},
+		{":11:1:", `credentials.graph.ID: key "ID" differs only in case from "id"`},
+		{":17:1:", `connections.graph.timeout: durations are strings with a unit: write "30s"`},
+		{":21:1:", `connections.other.credential: credential "nope" is not defined`},
+		{":20:", `connections.other.hosts[0]: host "api.example.com" is also matched by connections.graph`},
+		{":23:1:", `connections.bad-name: invalid name "bad-name"`},
+	}
+	for _, w := range want {
+		found := false
+		for _, line := range strings.Split(out, "\n") {
+			if strings.Contains(line, w.line) && strings.Contains(line, w.text) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("missing problem at %s: %s", w.line, w.text)
+		}
+	}
+}
+
+func TestProblems(t *testing.T) {
+	base := "[vaults.local]\ntype = \"file\"\npath = \"secrets.toml\"\n"
+	cases := []struct {
+		name, text, want string
+	}{
+		{"syntax", "[server\n", "authgress.toml:2:8: error: expected"},
+		{"wrong type", "[server]\nlisten = 5\n", "server.listen: expected a string, got an integer"},
+		{"wrong type keeps others", "[server]\nlisten = 5\n[egress]\nunmatched = \"maybe\"\n", "egress.unmatched: must be deny or tunnel"},
+		{"http token url", base + "[credentials.c]\nvault='local'\nid='x'\ntoken_url='http://idp.example.com/t'\n", "must use https://"},
+		{"send", base + "[credentials.c]\nvault='local'\nid='x'\ntoken_url='https://idp/t'\nsend='both'\n", "must be basic or body"},
+		{"reserved param", base + "[credentials.c]\nvault='local'\nid='x'\ntoken_url='https://idp/t'\nparams={grant_type='x'}\n", "cannot be overridden"},
+		{"secret ref", "[server.auth]\nusers=[{name='a', password={env='A', file='b'}}]\n", "exactly one of"},
+		{"secret ref key", "[server.auth]\nusers=[{name='a', password={evn='A'}}]\n", `unknown key "evn" in a secret reference`},
+		{"wildcard", "[connections.c]\nhosts=['a.*.com']\n", "wildcard is only allowed"},
+		{"path prefix", "[connections.c]\nhosts=['a.com']\npaths=['v1']\n", "must start with"},
+		{"scope without cred", "[connections.c]\nhosts=['a.com']\nscopes=['x']\n", "has no credential"},
+		{"unused vault key", "[vaults.v]\ntype='env'\nurl='https://x'\n", `vaults.v.url: is not used by type = "env"`},
+		{"unavailable vault", "[vaults.v]\ntype='cyberark-ccp'\n", "not available in this version"},
+		{"missing file", "[vaults.v]\ntype='file'\npath='nope.toml'\n", "cannot read file"},
+		{"bad duration", "[server]\nshutdown_timeout='5 seconds'\n", "is not a duration"},
+		{"min version", "[profiles.p]\nmin_version='1.0'\n", "must be \"1.2\" or \"1.3\""},
+		{"same path overlap", "[connections.a]\nhosts=['a.com']\npaths=['/v1']\n[connections.b]\nhosts=['a.com']\npaths=['/v1/']\n", "also matched by connections.a"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, probs := Load(writeConfig(t, tc.text))
+			if !strings.Contains(probs.Error(), tc.want) {
+				t.Errorf("want %q in:\n%v", tc.want, probs)
+			}
+		})
+	}
+}
+
+func TestNoOverlapWhenPathsDiffer(t *testing.T) {
+	text := "[connections.a]\nhosts=['a.com']\npaths=['/v1']\n[connections.b]\nhosts=['a.com']\npaths=['/v2']\n[connections.c]\nhosts=['a.com:8443', '*.a.com']\n"
+	if _, probs := Load(writeConfig(t, text)); probs.HasErrors() {
+		t.Fatalf("unexpected problems:\n%v", probs)
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	text := "[server.auth]\nusers=[{name='a', password='literal-pass'}]\n[profiles.p]\ninsecure_skip_verify=true\n"
+	_, probs := Load(writeConfig(t, text))
+	if probs.HasErrors() {
+		t.Fatalf("warnings only expected:\n%v", probs)
+	}
+	if len(probs) != 2 || strings.Contains(probs.Error(), "literal-pass") {
+		t.Fatalf("want two warnings without the secret, got:\n%v", probs)
+	}
+}
+
+func TestHostPatterns(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"API.Example.COM.", "api.example.com"},
+		{"api.example.com:8443", "api.example.com:8443"},
+		{"*.Example.com", "*.example.com"},
+		{"bücher.example", "xn--bcher-kva.example"},
+		{"[::1]:443", "[::1]:443"},
+		{"127.0.0.1", "127.0.0.1"},
+	}
+	for _, tc := range cases {
+		p, err := ParseHostPattern(tc.in)
+		if err != nil || p.String() != tc.want {
+			t.Errorf("ParseHostPattern(%q) = %q, %v; want %q", tc.in, p.String(), err, tc.want)
+		}
+	}
+	for _, bad := range []string{"", "*", "*.com", "a.*.com", "http://a.com/", "a.com:99999", "a b.com"} {
+		if _, err := ParseHostPattern(bad); err == nil {
+			t.Errorf("ParseHostPattern(%q) accepted", bad)
+		}
+	}
+}

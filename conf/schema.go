@@ -1,0 +1,171 @@
+// Package conf holds the authgress TOML schema, strict decoding, validation with
+// line numbers, and defaults. It knows nothing about the runtime types of the
+// other packages: they are built from a validated *Config.
+package conf
+
+// Config is one authgress configuration file, decoded and validated.
+type Config struct {
+	Server      Server                 `toml:"server"`
+	Log         Log                    `toml:"log"`
+	Egress      Egress                 `toml:"egress"`
+	Intercept   *Intercept             `toml:"intercept"`
+	Vaults      map[string]*Vault      `toml:"vaults"`
+	Credentials map[string]*Credential `toml:"credentials"`
+	Profiles    map[string]*Profile    `toml:"profiles"`
+	Clusters    map[string]*Cluster    `toml:"clusters"`
+	Connections map[string]*Connection `toml:"connections"`
+
+	// Path is the file the config was read from; Dir is its directory, against
+	// which relative file paths in the config are resolved.
+	Path string `toml:"-"`
+	Dir  string `toml:"-"`
+}
+
+// Server configures the proxy listener and its limits.
+type Server struct {
+	Listen            string      `toml:"listen"`
+	Admin             string      `toml:"admin"`
+	ShutdownTimeout   Duration    `toml:"shutdown_timeout"`
+	ReadHeaderTimeout Duration    `toml:"read_header_timeout"`
+	IdleTimeout       Duration    `toml:"idle_timeout"`
+	TunnelIdleTimeout Duration    `toml:"tunnel_idle_timeout"`
+	MaxHeaderBytes    int         `toml:"max_header_bytes"`
+	TLS               *ServerTLS  `toml:"tls"`
+	Auth              *ServerAuth `toml:"auth"`
+}
+
+// ServerTLS puts TLS (and optionally client-certificate checks) on the proxy listener.
+type ServerTLS struct {
+	Cert     string `toml:"cert"`
+	Key      string `toml:"key"`
+	ClientCA string `toml:"client_ca"`
+}
+
+// ServerAuth is Basic proxy authentication (Proxy-Authorization).
+type ServerAuth struct {
+	Users []ProxyUser `toml:"users"`
+}
+
+// ProxyUser is one client allowed to use the proxy.
+type ProxyUser struct {
+	Name     string `toml:"name"`
+	Password Secret `toml:"password"`
+}
+
+// Log configures the process log.
+type Log struct {
+	Level  string `toml:"level"`  // debug | info | warn | error
+	Format string `toml:"format"` // text | json
+	Access *bool  `toml:"access"` // one line per request (default true)
+}
+
+// Egress is the policy for requests no connection matches.
+type Egress struct {
+	Unmatched    string `toml:"unmatched"` // deny | tunnel
+	AllowPrivate bool   `toml:"allow_private"`
+}
+
+// Intercept configures CONNECT interception for matched hosts.
+type Intercept struct {
+	CACert string `toml:"ca_cert"`
+	CAKey  string `toml:"ca_key"`
+}
+
+// Vault is one secret store backend instance.
+type Vault struct {
+	Type string `toml:"type"` // cyberark-ccp | hashicorp-kv | file | env
+
+	// cyberark-ccp
+	URL      string `toml:"url"`
+	AppID    string `toml:"app_id"`
+	Safe     string `toml:"safe"`
+	Folder   string `toml:"folder"`
+	PolicyID string `toml:"policy_id"`
+
+	// hashicorp-kv
+	Address           string `toml:"address"`
+	Mount             string `toml:"mount"`
+	Namespace         string `toml:"namespace"`
+	Token             Secret `toml:"token"`
+	RoleID            Secret `toml:"role_id"`
+	SecretID          Secret `toml:"secret_id"`
+	ClientIDField     string `toml:"client_id_field"`
+	ClientSecretField string `toml:"client_secret_field"`
+
+	// file
+	Path string `toml:"path"`
+
+	// common
+	Profile  string   `toml:"profile"`
+	Timeout  Duration `toml:"timeout"`
+	CacheTTL Duration `toml:"cache_ttl"`
+	MaxStale Duration `toml:"max_stale"`
+}
+
+// Credential says how to obtain the token for a connection.
+type Credential struct {
+	Vault      string            `toml:"vault"`
+	ID         string            `toml:"id"`
+	TokenURL   string            `toml:"token_url"`
+	Scopes     []string          `toml:"scopes"`
+	Send       string            `toml:"send"` // basic | body
+	Params     map[string]string `toml:"params"`
+	Profile    string            `toml:"profile"`
+	DefaultTTL Duration          `toml:"default_ttl"`
+	Timeout    Duration          `toml:"timeout"`
+	Prefetch   bool              `toml:"prefetch"`
+}
+
+// Profile is a protocol profile: trust anchors, SNI, TLS version, client identity.
+type Profile struct {
+	Cert               string `toml:"cert"`
+	Key                string `toml:"key"`
+	Keystore           string `toml:"keystore"`
+	Password           Secret `toml:"password"`
+	CA                 string `toml:"ca"`
+	ServerName         string `toml:"server_name"`
+	MinVersion         string `toml:"min_version"`
+	InsecureSkipVerify bool   `toml:"insecure_skip_verify"`
+	DefaultPort        int    `toml:"default_port"`
+}
+
+// Cluster is a set of agent nodes.
+type Cluster struct {
+	Mode    string `toml:"mode"` // balance | failover
+	Profile string `toml:"profile"`
+	Nodes   []Node `toml:"nodes"`
+}
+
+// Node is one agent in a cluster.
+type Node struct {
+	Name         string   `toml:"name"`
+	URL          string   `toml:"url"`
+	Capabilities []string `toml:"capabilities"`
+}
+
+// Connection is a named route: what it matches and what to do with it.
+type Connection struct {
+	Hosts         []string `toml:"hosts"`
+	Paths         []string `toml:"paths"`
+	URL           string   `toml:"url"`
+	Listen        string   `toml:"listen"`
+	Credential    string   `toml:"credential"`
+	Scopes        []string `toml:"scopes"`
+	Profile       string   `toml:"profile"`
+	Via           string   `toml:"via"`
+	Capabilities  []string `toml:"capabilities"`
+	Timeout       Duration `toml:"timeout"`
+	Retry         *Retry   `toml:"retry"`
+	AllowInsecure bool     `toml:"allow_insecure"`
+
+	// Patterns are the parsed Hosts (filled by validation).
+	Patterns []HostPattern `toml:"-"`
+}
+
+// Retry is a connection's retry policy.
+type Retry struct {
+	Count    int      `toml:"count"`
+	Strategy string   `toml:"strategy"` // fixed | exponential
+	Interval Duration `toml:"interval"`
+	OnStatus []int    `toml:"on_status"`
+}
