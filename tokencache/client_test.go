@@ -1,0 +1,159 @@
+package tokencache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestBasicAuthVector(t *testing.T) {
+	// RFC 6749 §2.3.1 worked example (AppAuth-Android #337): id and secret
+	// are form-urlencoded before base64.
+	got := basicAuth("1PpG/Q 1", "z/tZ9VwFZqApmIQ+ZH1I5pLk/uB4ud:X2/8bL+wfFTt1rFw=")
+	want := "Basic MVBwRyUyRlErMTp6JTJGdFo5VndGWnFBcG1JUSUyQlpIMUk1cExrJTJGdUI0dWQlM0FYMiUyRjhiTCUyQndmRlR0MXJGdyUzRA=="
+	if got != want {
+		t.Fatalf("got %s", got)
+	}
+}
+
+type seen struct {
+	auth string
+	form url.Values
+}
+
+func server(t *testing.T, status int, ctype, body string, s *seen) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s != nil {
+			s.auth = r.Header.Get("Authorization")
+			b, _ := io.ReadAll(r.Body)
+			s.form, _ = url.ParseQuery(string(b))
+		}
+		if ctype != "" {
+			w.Header().Set("Content-Type", ctype)
+		}
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func fetch(t *testing.T, srv *httptest.Server, r Request) (*Token, error) {
+	t.Helper()
+	r.TokenURL = srv.URL + "/token"
+	if r.DefaultTTL == 0 {
+		r.DefaultTTL = 5 * time.Minute
+	}
+	return NewClient(http.DefaultTransport).Fetch(context.Background(), r)
+}
+
+func TestFetchSendStyles(t *testing.T) {
+	const ok = `{"access_token":"at-1","token_type":"bearer","expires_in":3600,"scope":"a b"}`
+	var s seen
+	srv := server(t, 200, "application/json", ok, &s)
+	tok, err := fetch(t, srv, Request{ClientID: "cid", ClientSecret: "p+ss word", Scopes: []string{"a", "b"}, Params: [][2]string{{"audience", "https://api"}, {"resource", "r1"}}, Send: "basic"})
+	if err != nil || tok.Value != "at-1" || tok.Authorization() != "Bearer at-1" {
+		t.Fatalf("basic: %v %v", tok, err)
+	}
+	if s.auth != basicAuth("cid", "p+ss word") || s.form.Get("client_secret") != "" {
+		t.Fatalf("basic style sent auth=%q form=%v", s.auth, s.form)
+	}
+	if s.form.Get("grant_type") != "client_credentials" || s.form.Get("scope") != "a b" || s.form.Get("audience") != "https://api" || s.form.Get("resource") != "r1" {
+		t.Fatalf("form = %v", s.form)
+	}
+	if d := tok.ExpiresAt.Sub(tok.FetchedAt); d != time.Hour {
+		t.Fatalf("lifetime %v", d)
+	}
+	if _, err := fetch(t, srv, Request{ClientID: "cid", ClientSecret: "sec", Send: "body"}); err != nil {
+		t.Fatal(err)
+	}
+	if s.auth != "" || s.form.Get("client_id") != "cid" || s.form.Get("client_secret") != "sec" {
+		t.Fatalf("body style sent auth=%q form=%v", s.auth, s.form)
+	}
+}
+
+func TestFetchResponses(t *testing.T) {
+	cases := []struct {
+		name, ctype, body string
+		status            int
+		kind              Kind // -1: success
+		code              string
+		lifetime          time.Duration
+	}{
+		{"string expires_in", "application/json", `{"access_token":"x","token_type":"Bearer","expires_in":"120"}`, 200, -1, "", 2 * time.Minute},
+		{"missing expires_in", "application/json", `{"access_token":"x","token_type":"Bearer"}`, 200, -1, "", 5 * time.Minute},
+		{"zero expires_in", "application/json", `{"access_token":"x","token_type":"Bearer","expires_in":0}`, 200, -1, "", 5 * time.Minute},
+		{"form encoded", "application/x-www-form-urlencoded", `access_token=x&token_type=bearer&expires_in=60`, 200, -1, "", time.Minute},
+		{"dpop", "application/json", `{"access_token":"x","token_type":"DPoP","expires_in":60}`, 200, UnsupportedType, "", 0},
+		{"200 with error", "application/json", `{"error":"invalid_scope","error_description":"nope"}`, 200, Rejected, "invalid_scope", 0},
+		{"invalid_client", "application/json", `{"error":"invalid_client"}`, 401, Rejected, "invalid_client", 0},
+		{"server error", "text/html", `<html>oops</html>`, 503, Unavailable, "", 0},
+		{"no access_token", "application/json", `{"token_type":"Bearer"}`, 200, Unavailable, "", 0},
+		{"malformed", "application/json", `{"access_token":`, 200, Unavailable, "", 0},
+		{"bad expires_in", "application/json", `{"access_token":"x","expires_in":"soon"}`, 200, Unavailable, "", 0},
+		{"redirect", "", "", 302, Unavailable, "", 0},
+		{"too large", "application/json", `{"access_token":"` + strings.Repeat("a", MaxBody) + `"}`, 200, Unavailable, "", 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := server(t, tc.status, tc.ctype, tc.body, nil)
+			tok, err := fetch(t, srv, Request{ClientID: "c", ClientSecret: "s"})
+			if tc.kind == -1 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d := tok.ExpiresAt.Sub(tok.FetchedAt); d != tc.lifetime {
+					t.Fatalf("lifetime = %v, want %v", d, tc.lifetime)
+				}
+				return
+			}
+			var te *Error
+			if !errors.As(err, &te) || te.Kind != tc.kind || te.Code != tc.code {
+				t.Fatalf("err = %v (%#v), want kind %v code %q", err, te, tc.kind, tc.code)
+			}
+			if strings.Contains(err.Error(), "oops") || strings.Contains(err.Error(), "127.0.0.1") {
+				t.Fatalf("error leaks the body or an address: %v", err)
+			}
+		})
+	}
+}
+
+func TestFetchUnreachable(t *testing.T) {
+	srv := server(t, 200, "", "", nil)
+	srv.Close()
+	_, err := fetch(t, srv, Request{ClientID: "c", ClientSecret: "s"})
+	var te *Error
+	if !errors.As(err, &te) || te.Kind != Unavailable || !strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "127.0.0.1") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestJWTExpiryShortensLifetime(t *testing.T) {
+	now := time.Unix(1_000_000, 500_000_000)
+	payload := fmt.Sprintf(`{"exp":%d}`, now.Unix()+3)
+	jwt := "eyJhbGciOiJSUzI1NiJ9." + b64(payload) + ".sig"
+	tok := &Token{Value: jwt}
+	tok.schedule(now, 4*time.Second, 0)
+	if !tok.ExpiresAt.Equal(time.Unix(now.Unix()+3, 0)) {
+		t.Fatalf("ExpiresAt = %v", tok.ExpiresAt)
+	}
+	if !tok.RefreshAt.Before(tok.UsableTo) || !tok.UsableTo.Before(tok.ExpiresAt) {
+		t.Fatalf("order: refresh %v usable %v expires %v", tok.RefreshAt, tok.UsableTo, tok.ExpiresAt)
+	}
+}
+
+func httpHandler(f func(auth string) (int, string)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		status, body := f(r.Header.Get("Authorization"))
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, body)
+	})
+}

@@ -1,0 +1,232 @@
+package tokencache
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/authgress/authgress/vault"
+)
+
+func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// fakeSource issues tokens with a fixed lifetime; it can block and fail.
+type fakeSource struct {
+	clk      *clock
+	lifetime time.Duration
+	calls    atomic.Int64
+	fail     atomic.Bool
+	gate     chan struct{}
+}
+
+func (f *fakeSource) fetch(ctx context.Context) (*Token, error) {
+	n := f.calls.Add(1)
+	if f.gate != nil {
+		<-f.gate
+	}
+	if f.fail.Load() {
+		return nil, &Error{Kind: Unavailable, Msg: "down"}
+	}
+	t := &Token{Value: fmt.Sprint("tok-", n), Type: "Bearer"}
+	t.schedule(f.clk.now(), f.lifetime, 0)
+	return t, nil
+}
+
+func newSlot(f *fakeSource) *Slot {
+	s := NewSlot("k", f.fetch, time.Second)
+	s.now = f.clk.now
+	return s
+}
+
+func TestSingleFlightThousandConcurrentMisses(t *testing.T) {
+	clk := &clock{t: time.Now()}
+	f := &fakeSource{clk: clk, lifetime: time.Minute, gate: make(chan struct{})}
+	s := newSlot(f)
+	var wg sync.WaitGroup
+	var ok atomic.Int64
+	for i := 0; i < 1000; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if tok, err := s.Get(context.Background()); err == nil && tok.Value == "tok-1" {
+				ok.Add(1)
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	close(f.gate)
+	wg.Wait()
+	if f.calls.Load() != 1 || ok.Load() != 1000 {
+		t.Fatalf("fetches = %d, successes = %d", f.calls.Load(), ok.Load())
+	}
+}
+
+func TestCancelledCallerDoesNotCancelFetch(t *testing.T) {
+	clk := &clock{t: time.Now()}
+	f := &fakeSource{clk: clk, lifetime: time.Minute, gate: make(chan struct{})}
+	s := newSlot(f)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error)
+	go func() { _, err := s.Get(ctx); errc <- err }()
+	time.Sleep(20 * time.Millisecond)
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled caller got %v", err)
+	}
+	close(f.gate)
+	tok, err := s.Get(context.Background())
+	if err != nil || tok.Value != "tok-1" || f.calls.Load() != 1 {
+		t.Fatalf("second caller: %v %v, calls %d", tok, err, f.calls.Load())
+	}
+}
+
+func TestRefreshAheadNeverWaitsNeverExpired(t *testing.T) {
+	clk := &clock{t: time.Now()}
+	f := &fakeSource{clk: clk, lifetime: 100 * time.Second}
+	s := newSlot(f)
+	first, err := s.Get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.add(50 * time.Second) // before the refresh point
+	if tok, _ := s.Get(context.Background()); tok != first || f.calls.Load() != 1 {
+		t.Fatal("refreshed too early")
+	}
+	clk.add(31 * time.Second) // 81%: past the refresh point, still usable
+	f.gate = make(chan struct{})
+	tok, err := s.Get(context.Background())
+	if err != nil || tok != first {
+		t.Fatalf("request waited for the refresh or failed: %v", err)
+	}
+	close(f.gate)
+	waitFor(t, func() bool { cur, _ := s.Get(context.Background()); return cur != first })
+	if f.calls.Load() != 2 {
+		t.Fatalf("calls = %d", f.calls.Load())
+	}
+	// With the endpoint down, the current token serves until it is no
+	// longer usable, then requests fail: never an expired token.
+	f.fail.Store(true)
+	clk.add(85 * time.Second)
+	cur, err := s.Get(context.Background())
+	if err != nil {
+		t.Fatalf("valid token not served during outage: %v", err)
+	}
+	clk.add(15 * time.Second)
+	if tok, err := s.Get(context.Background()); err == nil {
+		t.Fatalf("expired token served: usable to %v, now %v (%v)", cur.UsableTo, clk.now(), tok.ExpiresAt)
+	}
+}
+
+func TestBackoffAndRetryAfter(t *testing.T) {
+	clk := &clock{t: time.Now()}
+	f := &fakeSource{clk: clk, lifetime: time.Minute}
+	f.fail.Store(true)
+	s := newSlot(f)
+	_, err := s.Get(context.Background())
+	var fe *FetchError
+	if !errors.As(err, &fe) || fe.RetryAfter < time.Second {
+		t.Fatalf("first failure: %v", err)
+	}
+	for i := 0; i < 5; i++ {
+		if _, err := s.Get(context.Background()); !errors.As(err, &fe) {
+			t.Fatalf("in backoff: %v", err)
+		}
+	}
+	if f.calls.Load() != 1 {
+		t.Fatalf("backoff not honoured: %d calls", f.calls.Load())
+	}
+	clk.add(2 * time.Second)
+	f.fail.Store(false)
+	if _, err := s.Get(context.Background()); err != nil || f.calls.Load() != 2 {
+		t.Fatalf("recovery: %v calls %d", err, f.calls.Load())
+	}
+}
+
+func TestInvalidateOnlyTheUsedToken(t *testing.T) {
+	clk := &clock{t: time.Now()}
+	f := &fakeSource{clk: clk, lifetime: time.Minute}
+	s := newSlot(f)
+	old, _ := s.Get(context.Background())
+	s.Invalidate(old)
+	fresh, _ := s.Get(context.Background())
+	if fresh == old || f.calls.Load() != 2 {
+		t.Fatal("invalidate did not force a new token")
+	}
+	s.Invalidate(old) // a late 401 for the old token must not drop the new one
+	if cur, _ := s.Get(context.Background()); cur != fresh || f.calls.Load() != 2 {
+		t.Fatal("stale invalidate dropped the newer token")
+	}
+}
+
+type rotatingSecrets struct {
+	secret      string
+	invalidated int
+}
+
+func (r *rotatingSecrets) Get(context.Context, string) (vault.Secret, error) {
+	return vault.Secret{ClientID: "c", ClientSecret: r.secret}, nil
+}
+func (r *rotatingSecrets) Invalidate(string) { r.invalidated++; r.secret = "new-secret" }
+
+func TestInvalidClientRereadsSecretOnce(t *testing.T) {
+	var s seen
+	calls := 0
+	srv := server(t, 200, "", "", nil)
+	srv.Config.Handler = httpHandler(func(auth string) (int, string) {
+		calls++
+		s.auth = auth
+		if auth == basicAuth("c", "new-secret") {
+			return 200, `{"access_token":"ok","token_type":"Bearer","expires_in":60}`
+		}
+		return 401, `{"error":"invalid_client"}`
+	})
+	sec := &rotatingSecrets{secret: "old-secret"}
+	src := ClientCredentials(NewClient(srv.Client().Transport), sec, "id", Request{TokenURL: srv.URL, DefaultTTL: time.Minute})
+	tok, err := src(context.Background())
+	if err != nil || tok.Value != "ok" || calls != 2 || sec.invalidated != 1 {
+		t.Fatalf("tok %v err %v calls %d invalidated %d", tok, err, calls, sec.invalidated)
+	}
+	// Same secret after re-read: no second request.
+	calls = 0
+	sec.secret = "still-wrong"
+	sec2 := &fixedSecrets{secret: "still-wrong"}
+	src = ClientCredentials(NewClient(srv.Client().Transport), sec2, "id", Request{TokenURL: srv.URL, DefaultTTL: time.Minute})
+	if _, err := src(context.Background()); err == nil || calls != 1 {
+		t.Fatalf("err %v calls %d", err, calls)
+	}
+}
+
+type fixedSecrets struct{ secret string }
+
+func (f *fixedSecrets) Get(context.Context, string) (vault.Secret, error) {
+	return vault.Secret{ClientID: "c", ClientSecret: f.secret}, nil
+}
+func (f *fixedSecrets) Invalidate(string) {}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

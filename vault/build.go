@@ -1,0 +1,72 @@
+package vault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/authgress/authgress/conf"
+)
+
+// Set is the configured vaults by name.
+type Set map[string]*Cached
+
+// Build creates every configured vault. The config must be validated.
+func Build(cfg *conf.Config) (Set, error) {
+	set := Set{}
+	for name, v := range cfg.Vaults {
+		var b Backend
+		switch v.Type {
+		case "file":
+			b = NewFile(name, v.Path)
+		case "env":
+			b = NewEnv(name)
+		default:
+			return nil, fmt.Errorf("vault %q: type %q is not available", name, v.Type)
+		}
+		set[name] = NewCached(name, b, v.CacheTTL.D, v.MaxStale.D, v.Timeout.D)
+	}
+	return set, nil
+}
+
+// Resolve returns the value of a secret-valued key: a literal, an environment
+// variable, a file's content (one trailing newline trimmed) or a vault entry's
+// secret. Errors name the source, never the value.
+func (s Set) Resolve(ctx context.Context, ref conf.Secret) (string, error) {
+	switch {
+	case ref.IsLiteral():
+		return ref.Literal, nil
+	case ref.Env != "":
+		v, ok := os.LookupEnv(ref.Env)
+		if !ok || v == "" {
+			return "", fmt.Errorf("environment variable %s is not set", ref.Env)
+		}
+		return v, nil
+	case ref.File != "":
+		b, err := os.ReadFile(ref.File)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return "", fmt.Errorf("secret file %s does not exist", ref.File)
+			}
+			return "", fmt.Errorf("cannot read secret file %s", ref.File)
+		}
+		v := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+		if v == "" {
+			return "", fmt.Errorf("secret file %s is empty", ref.File)
+		}
+		return v, nil
+	case ref.Vault != "":
+		c, ok := s[ref.Vault]
+		if !ok {
+			return "", fmt.Errorf("vault %q is not configured", ref.Vault)
+		}
+		sec, err := c.Get(ctx, ref.ID)
+		if err != nil {
+			return "", err
+		}
+		return sec.ClientSecret, nil
+	}
+	return "", errors.New("secret is not set")
+}

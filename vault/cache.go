@@ -1,0 +1,89 @@
+package vault
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Cached puts a cache in front of a backend: a fetched secret is reused for
+// ttl; after ttl, a failed lookup may fall back to the old value for up to
+// maxStale. Concurrent lookups of one ID share a single backend call.
+type Cached struct {
+	Name     string
+	backend  Backend
+	ttl      time.Duration
+	maxStale time.Duration
+	timeout  time.Duration
+	now      func() time.Time
+
+	mu       sync.Mutex
+	entries  map[string]*cacheEntry
+	inflight map[string]*lookup
+}
+
+type cacheEntry struct {
+	secret  Secret
+	fetched time.Time
+}
+
+type lookup struct {
+	done   chan struct{}
+	secret Secret
+	err    error
+}
+
+// NewCached wraps backend.
+func NewCached(name string, backend Backend, ttl, maxStale, timeout time.Duration) *Cached {
+	return &Cached{Name: name, backend: backend, ttl: ttl, maxStale: maxStale, timeout: timeout, now: time.Now,
+		entries: map[string]*cacheEntry{}, inflight: map[string]*lookup{}}
+}
+
+// Get returns the secret for id, from the cache when it is fresh.
+func (c *Cached) Get(ctx context.Context, id string) (Secret, error) {
+	c.mu.Lock()
+	if e, ok := c.entries[id]; ok && c.now().Sub(e.fetched) < c.ttl {
+		c.mu.Unlock()
+		return e.secret, nil
+	}
+	l, ok := c.inflight[id]
+	if !ok {
+		l = &lookup{done: make(chan struct{})}
+		c.inflight[id] = l
+		go c.fetch(ctx, id, l)
+	}
+	c.mu.Unlock()
+	select {
+	case <-l.done:
+		return l.secret, l.err
+	case <-ctx.Done():
+		return Secret{}, &Error{Vault: c.Name, ID: id, Kind: ErrUnavailable, Msg: "the vault lookup was cancelled", Err: ctx.Err()}
+	}
+}
+
+// fetch runs one backend lookup, detached from the first caller's
+// cancellation so that the others waiting on it are not failed by it.
+func (c *Cached) fetch(ctx context.Context, id string, l *lookup) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
+	defer cancel()
+	secret, err := c.backend.Lookup(ctx, id)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.inflight, id)
+	now := c.now()
+	if err == nil {
+		c.entries[id] = &cacheEntry{secret: secret, fetched: now}
+	} else if e, ok := c.entries[id]; ok && c.maxStale > 0 && now.Sub(e.fetched) < c.ttl+c.maxStale {
+		secret, err = e.secret, nil // serve stale within max_stale
+	}
+	l.secret, l.err = secret, err
+	close(l.done)
+}
+
+// Invalidate drops the cached secret for id (e.g. after invalid_client, so a
+// rotated secret is read again).
+func (c *Cached) Invalidate(id string) {
+	c.mu.Lock()
+	delete(c.entries, id)
+	c.mu.Unlock()
+}
