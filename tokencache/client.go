@@ -155,9 +155,11 @@ func parseResponse(resp *http.Response, body []byte, sent time.Time, defTTL time
 
 func decodeBody(contentType string, body []byte) (tokenResponse, error) {
 	var tr tokenResponse
+	// The body's shape decides, not its label: servers send JSON as
+	// text/plain and form data as text/html.
 	mt, _, _ := mime.ParseMediaType(contentType)
 	trimmed := strings.TrimSpace(string(body))
-	if mt == "application/x-www-form-urlencoded" || mt == "text/plain" || (!strings.HasPrefix(trimmed, "{") && strings.Contains(trimmed, "=")) {
+	if !strings.HasPrefix(trimmed, "{") && (mt == "application/x-www-form-urlencoded" || mt == "text/plain" || strings.Contains(trimmed, "=")) {
 		v, err := url.ParseQuery(trimmed)
 		if err != nil {
 			return tr, errors.New("malformed form body")

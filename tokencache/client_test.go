@@ -157,3 +157,12 @@ func httpHandler(f func(auth string) (int, string)) http.Handler {
 		_, _ = io.WriteString(w, body)
 	})
 }
+
+func TestJSONErrorLabelledTextPlain(t *testing.T) {
+	srv := server(t, 401, "text/plain; charset=utf-8", `{"error":"invalid_client","error_description":"bad secret"}`, nil)
+	_, err := fetch(t, srv, Request{ClientID: "c", ClientSecret: "s"})
+	var te *Error
+	if !errors.As(err, &te) || te.Code != "invalid_client" || te.Description != "bad secret" {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -1,0 +1,211 @@
+package proxy
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/authgress/authgress/conf"
+	"github.com/authgress/authgress/tlsprofiles"
+	"github.com/authgress/authgress/tokencache"
+	"github.com/authgress/authgress/vault"
+)
+
+// idp is a token endpoint issuing tok-1, tok-2, ...
+type idp struct {
+	*httptest.Server
+	fetches atomic.Int64
+	ttl     atomic.Int64
+}
+
+func newIDP(t *testing.T) *idp {
+	i := &idp{}
+	i.ttl.Store(300)
+	i.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := i.fetches.Add(1)
+		if user, pass, _ := r.BasicAuth(); user != "client" || pass != "canary-client-secret" {
+			w.WriteHeader(401)
+			_, _ = io.WriteString(w, `{"error":"invalid_client"}`)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"access_token":"tok-%d","token_type":"Bearer","expires_in":%d}`, n, i.ttl.Load())
+	}))
+	t.Cleanup(i.Close)
+	return i
+}
+
+// upstream is a TLS server whose handler tests replace.
+type upstream struct {
+	*httptest.Server
+	caFile  string
+	handler atomic.Value // http.HandlerFunc
+}
+
+func newUpstream(t *testing.T) *upstream {
+	u := &upstream{}
+	u.handler.Store(http.HandlerFunc(echo))
+	u.Server = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.handler.Load().(http.HandlerFunc)(w, r)
+	}))
+	t.Cleanup(u.Close)
+	u.caFile = filepath.Join(t.TempDir(), "ca.pem")
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: u.Certificate().Raw})
+	if err := os.WriteFile(u.caFile, pemBytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func (u *upstream) handle(h http.HandlerFunc) { u.handler.Store(h) }
+func (u *upstream) hostPort() string           { return strings.TrimPrefix(u.URL, "https://") }
+
+// echo reports what the upstream saw.
+func echo(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	w.Header().Set("X-Seen-Authorization", r.Header.Get("Authorization"))
+	w.Header().Set("X-Seen-Proxy-Authorization", r.Header.Get("Proxy-Authorization"))
+	w.Header().Set("X-Seen-Foo", r.Header.Get("X-Foo"))
+	w.Header().Set("X-Seen-Scheme", map[bool]string{true: "https", false: "http"}[r.TLS != nil])
+	w.Header().Set("X-Seen-Remote", r.RemoteAddr)
+	w.Header().Set("X-Seen-Connection", r.Header.Get("Connection"))
+	fmt.Fprintf(w, "%s %s body=%d", r.Method, r.URL.RequestURI(), len(body))
+}
+
+type harness struct {
+	t     *testing.T
+	proxy *Proxy
+	srv   *httptest.Server
+	tok   *tokencache.Cache
+	logs  *strings.Builder
+	mu    *sync.Mutex
+}
+
+// newHarness builds a proxy from config text; {{UP}}, {{CA}}, {{IDP}} and
+// {{SECRETS}} are replaced.
+func newHarness(t *testing.T, text string, up *upstream, i *idp) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	secrets := filepath.Join(dir, "secrets.toml")
+	_ = os.WriteFile(secrets, []byte("[app]\nclient_id = \"client\"\nclient_secret = \"canary-client-secret\"\n[wrong]\nclient_id = \"client\"\nclient_secret = \"nope\"\n"), 0o600)
+	r := strings.NewReplacer("{{SECRETS}}", secrets)
+	if up != nil {
+		r = strings.NewReplacer("{{SECRETS}}", secrets, "{{UP}}", up.hostPort(), "{{CA}}", up.caFile, "{{IDP}}", idpURL(i))
+	}
+	path := filepath.Join(dir, "authgress.toml")
+	_ = os.WriteFile(path, []byte(r.Replace(text)), 0o600)
+	cfg, probs := conf.Load(path)
+	if probs.HasErrors() {
+		t.Fatalf("config:\n%v", probs)
+	}
+	vaults, err := vault.Build(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	profiles, err := tlsprofiles.Build(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs, mu := &strings.Builder{}, &sync.Mutex{}
+	log := slog.New(slog.NewTextHandler(lockedWriter{logs, mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	tokens := tokencache.New()
+	p, err := New(context.Background(), cfg, Deps{Vaults: vaults, Profiles: profiles, Tokens: tokens, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(p.Forward)
+	t.Cleanup(srv.Close)
+	t.Cleanup(profiles.CloseIdle)
+	return &harness{t: t, proxy: p, srv: srv, tok: tokens, logs: logs, mu: mu}
+}
+
+func idpURL(i *idp) string {
+	if i == nil {
+		return "http://127.0.0.1:1/token"
+	}
+	return i.URL + "/token"
+}
+
+type lockedWriter struct {
+	b  *strings.Builder
+	mu *sync.Mutex
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (h *harness) client() *http.Client {
+	pu, _ := url.Parse(h.srv.URL)
+	return &http.Client{
+		Transport:     &http.Transport{Proxy: http.ProxyURL(pu), DisableCompression: true},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Timeout:       10 * time.Second,
+	}
+}
+
+func (h *harness) do(req *http.Request) (*http.Response, string) {
+	h.t.Helper()
+	resp, err := h.client().Do(req)
+	if err != nil {
+		h.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func (h *harness) get(u string) (*http.Response, string) {
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	return h.do(req)
+}
+
+func (h *harness) logText() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.logs.String()
+}
+
+const baseConfig = `
+[vaults.local]
+type = "file"
+path = "{{SECRETS}}"
+
+[profiles.up]
+ca = "{{CA}}"
+
+[credentials.app]
+vault = "local"
+id = "app"
+token_url = "{{IDP}}"
+scopes = ["api.read"]
+
+[connections.api]
+hosts = ["{{UP}}"]
+credential = "app"
+profile = "up"
+timeout = "2s"
+`
+
+func newPlain(t *testing.T) string {
+	s := httptest.NewServer(http.HandlerFunc(echo))
+	t.Cleanup(s.Close)
+	return s.URL
+}
+
+func b64std(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }

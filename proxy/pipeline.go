@@ -1,0 +1,167 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/authgress/authgress/conf"
+)
+
+// Pipeline is the one request path every way in uses:
+// match → credential/token → transport → response. It always returns a
+// response: failures become the JSON error responses of SPEC §9.
+type Pipeline struct {
+	match         *Matcher
+	tunnelUnknown bool              // egress.unmatched = "tunnel"
+	tunnel        http.RoundTripper // transport for unmatched traffic (guarded dialer)
+}
+
+// reqInfo collects what the access log reports about a request.
+type reqInfo struct {
+	connection string
+	code       string
+	replayed   bool
+}
+
+func (i *reqInfo) fail(f *Failure, req *http.Request) *http.Response {
+	i.code = f.Code
+	return f.Response(req)
+}
+
+// Serve handles one absolute-URI request (GET http://host/path).
+func (p *Pipeline) Serve(req *http.Request, info *reqInfo) *http.Response {
+	host, ok := normalizeHost(req.URL.Hostname())
+	if !ok || host == "" {
+		return info.fail(&Failure{Code: CodeBadRequest, Message: "the request URL has no valid host"}, req)
+	}
+	port := req.URL.Port()
+	if port == "" {
+		port = defaultPort(req.URL.Scheme)
+	}
+	route := p.match.Match(host, port, req.URL.Path, false)
+
+	req.RequestURI = ""
+	req.Close = false // a client's Connection: close must not tear down upstream keep-alive
+	removeHopHeaders(req.Header)
+
+	if route == nil {
+		if !p.tunnelUnknown {
+			return info.fail(&Failure{Code: CodeEgressDenied, Message: fmt.Sprintf("no connection matches %s and unmatched traffic is denied (egress.unmatched = \"deny\")", host)}, req)
+		}
+		req.Host = req.URL.Host
+		return p.send(nil, req, info, host)
+	}
+	info.connection = route.Name
+	if req.URL.Scheme == "http" && !route.Insecure {
+		up := req.URL.Port()
+		if up == "" || up == "80" {
+			up = route.TLSPort
+		}
+		req.URL.Scheme = "https"
+		req.URL.Host = joinHostPort(req.URL.Hostname(), up, "443")
+	}
+	req.Host = req.URL.Host
+	if route.Token == nil {
+		return p.send(route, req, info, host)
+	}
+
+	replayable, err := prepareReplay(req)
+	if err != nil {
+		return info.fail(&Failure{Code: CodeBadRequest, Connection: route.Name, Message: "could not read the request body", Cause: err}, req)
+	}
+	tok, err := route.Token.Get(req.Context())
+	if err != nil {
+		return info.fail(tokenFailure(route.Name, route.Credential, err), req)
+	}
+	req.Header.Set("Authorization", tok.Authorization())
+	resp := p.send(route, req, info, host)
+	if resp.StatusCode != http.StatusUnauthorized || info.code != "" {
+		return resp
+	}
+	// The upstream rejected the token: drop exactly that token, get a fresh
+	// one, and send the request once more if its body was kept.
+	route.Token.Invalidate(tok)
+	if !replayable {
+		return resp
+	}
+	drain(resp.Body)
+	fresh, err := route.Token.Get(req.Context())
+	if err != nil {
+		return info.fail(tokenFailure(route.Name, route.Credential, err), req)
+	}
+	req.Body, _ = req.GetBody()
+	req.Header.Set("Authorization", fresh.Authorization())
+	info.replayed = true
+	return p.send(route, req, info, host)
+}
+
+// send performs the round trip with the route's timeout to response headers.
+func (p *Pipeline) send(route *Route, req *http.Request, info *reqInfo, host string) *http.Response {
+	rt, timeout, name := p.tunnel, conf.DefaultUpstreamTimeout, ""
+	if route != nil {
+		rt, timeout, name = route.Transport, route.Timeout, route.Name
+	}
+	ctx, cancel := context.WithCancel(req.Context())
+	var timedOut atomic.Bool
+	timer := time.AfterFunc(timeout, func() { timedOut.Store(true); cancel() })
+	resp, err := rt.RoundTrip(req.WithContext(ctx))
+	if !timer.Stop() && err == nil {
+		resp.Body.Close() // the timer fired as the headers arrived
+		err = context.DeadlineExceeded
+	}
+	if err != nil {
+		cancel()
+		return info.fail(upstreamFailure(name, host, err, timedOut.Load(), timeout), req)
+	}
+	removeHopHeaders(resp.Header)
+	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+	return resp
+}
+
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
+}
+
+// drain reads a little of a discarded body so its connection can be reused.
+func drain(b io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(b, 64<<10))
+	_ = b.Close()
+}
+
+func defaultPort(scheme string) string {
+	if scheme == "https" {
+		return "443"
+	}
+	return "80"
+}
+
+func joinHostPort(host, port, def string) string {
+	if port == def || port == "" {
+		if len(host) > 0 && host[0] != '[' && containsColon(host) {
+			return "[" + host + "]"
+		}
+		return host
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func containsColon(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == ':' {
+			return true
+		}
+	}
+	return false
+}
