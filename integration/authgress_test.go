@@ -1,0 +1,195 @@
+package integration
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Authgress is a running authgress binary.
+type Authgress struct {
+	t    *testing.T
+	Addr string
+	Dir  string
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan error
+}
+
+// secretsFile is the file vault every test uses: "app" holds the real
+// client; "wrong" a wrong secret for the same client.
+const secretsFile = `
+[app]
+client_id = "proxy-client"
+client_secret = "%[1]s"
+
+[app_post]
+client_id = "proxy-client-post"
+client_secret = "%[1]s"
+
+[wrong]
+client_id = "proxy-client"
+client_secret = "not-the-secret"
+`
+
+// startAuthgress writes config (with a JSON log and a free listener) and
+// runs the binary until the test ends. {{SECRETS}} and {{CA}} are replaced.
+func startAuthgress(t *testing.T, config string) *Authgress {
+	t.Helper()
+	a := &Authgress{t: t, Dir: t.TempDir(), out: &syncBuffer{}, done: make(chan error, 1)}
+	path := a.writeConfig(config)
+	a.cmd = exec.Command(binary, "run", "--config", path)
+	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { a.done <- a.cmd.Wait() }()
+	t.Cleanup(a.stop)
+	deadline := time.Now().Add(15 * time.Second)
+	for a.Addr == "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("authgress did not start:\n%s", a.out.String())
+		}
+		select {
+		case err := <-a.done:
+			a.done <- err
+			t.Fatalf("authgress exited (%v):\n%s", err, a.out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		for _, line := range a.logLines() {
+			if line["msg"] == "listening" {
+				a.Addr, _ = line["addr"].(string)
+			}
+		}
+	}
+	return a
+}
+
+func (a *Authgress) writeConfig(config string) string {
+	a.t.Helper()
+	secrets := filepath.Join(a.Dir, "secrets.toml")
+	if err := os.WriteFile(secrets, []byte(fmt.Sprintf(secretsFile, canarySecret)), 0o600); err != nil {
+		a.t.Fatal(err)
+	}
+	text := "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_timeout = \"5s\"\n\n[log]\nformat = \"json\"\nlevel = \"debug\"\n\n" +
+		strings.NewReplacer("{{SECRETS}}", secrets, "{{CA}}", getPKI(a.t).caFile).Replace(config)
+	path := filepath.Join(a.Dir, "authgress.toml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		a.t.Fatal(err)
+	}
+	return path
+}
+
+// logLines parses the JSON log lines written so far.
+func (a *Authgress) logLines() []map[string]any {
+	var lines []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(a.out.String()))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var m map[string]any
+		if json.Unmarshal(sc.Bytes(), &m) == nil {
+			lines = append(lines, m)
+		}
+	}
+	return lines
+}
+
+// stop sends SIGTERM, expects exit 0, and checks that no canary (the client
+// secret, any token an upstream saw) appears in anything authgress wrote.
+func (a *Authgress) stop() {
+	if a.cmd.Process != nil {
+		_ = a.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	select {
+	case err := <-a.done:
+		if err != nil {
+			a.t.Errorf("authgress exited with %v after SIGTERM:\n%s", err, a.out.String())
+		}
+	case <-time.After(15 * time.Second):
+		_ = a.cmd.Process.Kill()
+		a.t.Errorf("authgress did not stop after SIGTERM")
+	}
+	assertNoCanary(a.t, "authgress output", a.out.String())
+}
+
+// assertNoCanary fails if s contains the client secret or a token.
+func assertNoCanary(t *testing.T, what, s string) {
+	t.Helper()
+	if strings.Contains(s, canarySecret) {
+		t.Errorf("%s contains the client secret", what)
+	}
+	seenTokens.Range(func(k, _ any) bool {
+		if tok := k.(string); len(tok) > 8 && strings.Contains(s, tok) {
+			t.Errorf("%s contains a token", what)
+			return false
+		}
+		return true
+	})
+}
+
+// Client returns an HTTP client that uses authgress as its proxy. (Go's
+// ProxyFromEnvironment skips loopback targets, so the proxy is set here.)
+func (a *Authgress) Client() *http.Client {
+	pu, _ := url.Parse("http://" + a.Addr)
+	return &http.Client{
+		Transport:     &http.Transport{Proxy: http.ProxyURL(pu), MaxIdleConnsPerHost: 64, DisableCompression: true},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Timeout:       30 * time.Second,
+	}
+}
+
+// Get sends GET url through the proxy and returns the response and body.
+func (a *Authgress) Get(u string) (*http.Response, string) {
+	a.t.Helper()
+	return a.Do(mustRequest(a.t, "GET", u, nil))
+}
+
+func (a *Authgress) Do(req *http.Request) (*http.Response, string) {
+	a.t.Helper()
+	resp, err := a.Client().Do(req)
+	if err != nil {
+		a.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	assertNoCanary(a.t, "response body", string(b))
+	return resp, string(b)
+}
+
+func mustRequest(t *testing.T, method, u string, body io.Reader) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, u, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
+// errorBody decodes an authgress error response.
+type errorBody struct {
+	Error      string `json:"error"`
+	Connection string `json:"connection"`
+	Message    string `json:"message"`
+}
+
+func decodeError(t *testing.T, resp *http.Response, body string) errorBody {
+	t.Helper()
+	var e errorBody
+	if err := json.Unmarshal([]byte(body), &e); err != nil {
+		t.Fatalf("status %d: not a JSON error body: %q", resp.StatusCode, body)
+	}
+	if got := resp.Header.Get("X-Authgress-Error"); got != e.Error {
+		t.Fatalf("X-Authgress-Error %q, body error %q", got, e.Error)
+	}
+	return e
+}

@@ -1,0 +1,86 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+const oidcProviderVersion = "9.13.3"
+
+var (
+	binary  string // the authgress binary under test
+	idpDir  string // where oidc-provider is installed
+	workDir string
+)
+
+func TestMain(m *testing.M) {
+	code, err := setup()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "integration setup:", err)
+		os.Exit(1)
+	}
+	if code == 0 {
+		code = m.Run()
+	}
+	_ = os.RemoveAll(workDir)
+	os.Exit(code)
+}
+
+func setup() (int, error) {
+	var err error
+	workDir, err = os.MkdirTemp("", "authgress-it-")
+	if err != nil {
+		return 1, err
+	}
+	binary = filepath.Join(workDir, "authgress")
+	args := []string{"build", "-o", binary}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "../cmd/authgress")...)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return 1, fmt.Errorf("building authgress: %w", err)
+	}
+	idpDir, err = installOIDCProvider()
+	return 0, err
+}
+
+// installOIDCProvider installs oidc-provider from npm into a cache directory
+// shared by later runs ($AUTHGRESS_IT_CACHE, default ~/.cache/authgress-it).
+func installOIDCProvider() (string, error) {
+	cache := os.Getenv("AUTHGRESS_IT_CACHE")
+	if cache == "" {
+		home, err := os.UserCacheDir()
+		if err != nil {
+			return "", err
+		}
+		cache = filepath.Join(home, "authgress-it")
+	}
+	dir := filepath.Join(cache, "oidc-provider-"+oidcProviderVersion)
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "oidc-provider", "package.json")); err != nil {
+		if _, err := exec.LookPath("npm"); err != nil {
+			return "", fmt.Errorf("npm is needed to install the OAuth server for the integration tests (apt-get install nodejs npm): %w", err)
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return "", err
+		}
+		fmt.Fprintf(os.Stderr, "installing oidc-provider@%s into %s\n", oidcProviderVersion, dir)
+		if err := os.WriteFile(filepath.Join(dir, "package.json"), []byte(`{"name":"authgress-it-idp","private":true,"type":"module"}`), 0o644); err != nil {
+			return "", err
+		}
+		npm := exec.Command("npm", "install", "--no-audit", "--no-fund", "--save-exact", "oidc-provider@"+oidcProviderVersion)
+		npm.Dir, npm.Stdout, npm.Stderr = dir, os.Stderr, os.Stderr
+		if err := npm.Run(); err != nil {
+			return "", fmt.Errorf("npm install oidc-provider: %w", err)
+		}
+	}
+	src, err := os.ReadFile("testdata/oidc-provider-server.mjs")
+	if err != nil {
+		return "", err
+	}
+	return dir, os.WriteFile(filepath.Join(dir, "server.mjs"), src, 0o644)
+}
