@@ -452,7 +452,14 @@ func (v *validator) connection(name string, c *Connection) {
 func (v *validator) overlaps() {
 	type slot struct{ host, path string }
 	owner := map[slot]string{}
-	for _, name := range sortedKeys(v.cfg.Connections) {
+	// In file order, so the later of two overlapping connections is reported.
+	names := sortedKeys(v.cfg.Connections)
+	sort.SliceStable(names, func(i, j int) bool {
+		pi, _ := v.r.pos.lookup("connections." + names[i])
+		pj, _ := v.r.pos.lookup("connections." + names[j])
+		return pi.Line < pj.Line
+	})
+	for _, name := range names {
 		c := v.cfg.Connections[name]
 		paths := c.Paths
 		if len(paths) == 0 {
