@@ -166,6 +166,7 @@ var (
 func checkKeys(md toml.MetaData, r *reporter) {
 	root := reflect.TypeOf(rawConfigSchema{})
 	for _, key := range md.Keys() {
+		path := strings.Join(key, ".") // Key.String() quotes parts; the position index does not
 		t := root
 		for i := 0; i < len(key); {
 			for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
@@ -176,7 +177,7 @@ func checkKeys(md toml.MetaData, r *reporter) {
 			switch {
 			case t == secretType:
 				if last && !contains(secretKeys, part) {
-					r.errorf(key.String(), "unknown key %q in a secret reference (use env, file, or vault with id)", part)
+					r.errorf(path, "unknown key %q in a secret reference (use env, file, or vault with id)", part)
 				}
 				i = len(key)
 			case t == durationType:
@@ -185,13 +186,13 @@ func checkKeys(md toml.MetaData, r *reporter) {
 				f, ok := fieldFor(t, part)
 				if !ok {
 					if last {
-						reportUnknown(r, key.String(), part, t)
+						reportUnknown(r, path, part, t)
 					}
 					i = len(key)
 					continue
 				}
 				if last && f.Tag.Get("toml") != part {
-					r.errorf(key.String(), "key %q differs only in case from %q: keys are case-sensitive", part, f.Tag.Get("toml"))
+					r.errorf(path, "key %q differs only in case from %q: keys are case-sensitive", part, f.Tag.Get("toml"))
 				}
 				t = f.Type
 				i++

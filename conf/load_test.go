@@ -183,3 +183,10 @@ func TestHostPatterns(t *testing.T) {
 		}
 	}
 }
+
+func TestQuotedKeysHavePositions(t *testing.T) {
+	_, probs := Load(writeConfig(t, "[vaults.local]\ntype = \"file\"\npath = \"secrets.toml\"\n\n[\"Safe:odd\"]\nx = 1\n"))
+	if !strings.Contains(probs.Error(), ":5:1: error: Safe:odd: unknown key") {
+		t.Fatalf("got:\n%v", probs)
+	}
+}

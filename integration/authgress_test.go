@@ -81,7 +81,11 @@ func (a *Authgress) writeConfig(config string) string {
 	if err := os.WriteFile(secrets, []byte(fmt.Sprintf(secretsFile, canarySecret)), 0o600); err != nil {
 		a.t.Fatal(err)
 	}
-	text := "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_timeout = \"5s\"\n\n[log]\nformat = \"json\"\nlevel = \"debug\"\n\n" +
+	server := "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_timeout = \"5s\"\n"
+	if strings.Contains(config, "[server]\n") { // the test sets server keys of its own
+		config, server = strings.Replace(config, "[server]\n", server, 1), ""
+	}
+	text := server + "\n[log]\nformat = \"json\"\nlevel = \"debug\"\n\n" +
 		strings.NewReplacer("{{SECRETS}}", secrets, "{{CA}}", getPKI(a.t).caFile).Replace(config)
 	path := filepath.Join(a.Dir, "authgress.toml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
