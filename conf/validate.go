@@ -156,7 +156,7 @@ func (v *validator) server() {
 	v.hostPort("server.listen", s.Listen)
 	if s.Admin != "" {
 		v.hostPort("server.admin", s.Admin)
-		if s.Admin == s.Listen {
+		if s.Admin == s.Listen && !strings.HasSuffix(s.Admin, ":0") {
 			v.r.errorf("server.admin", "the admin listener must not share the proxy port")
 		}
 	}

@@ -121,7 +121,7 @@ func newHarness(t *testing.T, text string, up *upstream, i *idp) *harness {
 	}
 	logs, mu := &strings.Builder{}, &sync.Mutex{}
 	log := slog.New(slog.NewTextHandler(lockedWriter{logs, mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	tokens := tokencache.New()
+	tokens := tokencache.New(log)
 	p, err := New(context.Background(), cfg, Deps{Vaults: vaults, Profiles: profiles, Tokens: tokens, Log: log})
 	if err != nil {
 		t.Fatal(err)

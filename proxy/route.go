@@ -62,7 +62,7 @@ func buildRoutes(cfg *conf.Config, vaults vault.Set, profiles *tlsprofiles.Set, 
 			key := tokencache.Key(c.Credential, def, scopes, params)
 			req := tokencache.Request{TokenURL: cred.TokenURL, Scopes: scopes, Params: params, Send: cred.Send, DefaultTTL: cred.DefaultTTL.D}
 			src := tokencache.ClientCredentials(client, vaults[cred.Vault], cred.ID, req)
-			r.Token = tokens.Slot(key, src, cred.Timeout.D)
+			r.Token = tokens.Slot(key, c.Credential, src, cred.Timeout.D)
 		}
 		routes = append(routes, r)
 	}

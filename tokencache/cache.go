@@ -1,6 +1,7 @@
 package tokencache
 
 import (
+	"log/slog"
 	"sort"
 	"strings"
 	"sync"
@@ -11,21 +12,23 @@ import (
 // effective scopes, params), so their number is bounded by it; Retain drops
 // the slots a new configuration no longer uses.
 type Cache struct {
+	log   *slog.Logger
 	mu    sync.Mutex
 	slots map[string]*Slot
 }
 
-// New returns an empty cache.
-func New() *Cache { return &Cache{slots: map[string]*Slot{}} }
+// New returns an empty cache whose slots log fetches to log (nil: no log).
+func New(log *slog.Logger) *Cache { return &Cache{log: log, slots: map[string]*Slot{}} }
 
-// Slot returns the slot for key, creating it with src if it does not exist.
-func (c *Cache) Slot(key string, src Source, timeout time.Duration) *Slot {
+// Slot returns the slot for key, creating it with src if it does not exist;
+// name is the credential's name.
+func (c *Cache) Slot(key, name string, src Source, timeout time.Duration) *Slot {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if s, ok := c.slots[key]; ok {
 		return s
 	}
-	s := NewSlot(key, src, timeout)
+	s := NewSlot(key, name, src, timeout, c.log)
 	c.slots[key] = s
 	return s
 }

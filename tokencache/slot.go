@@ -3,6 +3,7 @@ package tokencache
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -18,7 +19,9 @@ type Source func(ctx context.Context) (*Token, error)
 // using it; failures back off exponentially (1s … 30s, with jitter).
 type Slot struct {
 	Key     string
+	Name    string // the credential's name, for logs and status
 	src     Source
+	log     *slog.Logger
 	timeout time.Duration
 	now     func() time.Time
 
@@ -40,8 +43,12 @@ type flight struct {
 }
 
 // NewSlot returns a slot fetching with src; each fetch is bounded by timeout.
-func NewSlot(key string, src Source, timeout time.Duration) *Slot {
-	return &Slot{Key: key, src: src, timeout: timeout, now: time.Now}
+// Fetches are logged to log (nil: not logged) without any token value.
+func NewSlot(key, name string, src Source, timeout time.Duration, log *slog.Logger) *Slot {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Slot{Key: key, Name: name, src: src, timeout: timeout, now: time.Now, log: log}
 }
 
 // Get returns a token that is usable now, fetching one if needed. A caller
@@ -106,8 +113,10 @@ func (s *Slot) launch(ctx context.Context) *flight {
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
 	go func() {
 		defer cancel()
+		start := time.Now()
 		tok, err := s.fetch(fctx)
 		s.finish(f, tok, err)
+		s.logFetch(tok, err, time.Since(start))
 	}()
 	return f
 }
@@ -144,6 +153,67 @@ func (s *Slot) finish(f *flight, tok *Token, err error) {
 	f.tok, f.err = tok, err
 	s.mu.Unlock()
 	close(f.done)
+}
+
+func (s *Slot) logFetch(tok *Token, err error, took time.Duration) {
+	if err != nil {
+		s.log.Warn("token fetch failed", "credential", s.Name, "error", err.Error(),
+			"retry_in_s", s.retryAfter().Seconds(), "duration_ms", took.Milliseconds())
+		return
+	}
+	s.log.Info("token fetched", "credential", s.Name, "scope", tok.Scope,
+		"expires_in_s", int(tok.ExpiresAt.Sub(tok.FetchedAt).Seconds()), "duration_ms", took.Milliseconds())
+}
+
+// KeepFresh fetches a token now and keeps one fresh until ctx ends, so the
+// credential holds a token even without traffic (prefetch = true).
+func (s *Slot) KeepFresh(ctx context.Context) {
+	for {
+		wait := time.Second
+		if tok, err := s.fetchNow(ctx); err == nil {
+			wait = tok.RefreshAt.Sub(s.now())
+		} else {
+			var fe *FetchError
+			if errors.As(err, &fe) {
+				wait = fe.RetryAfter
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(max(wait, 100*time.Millisecond)):
+		}
+	}
+}
+
+// fetchNow starts a fetch (or joins the running one) and waits for it,
+// unless the endpoint is in backoff.
+func (s *Slot) fetchNow(ctx context.Context) (*Token, error) {
+	s.mu.Lock()
+	if s.flight == nil {
+		if now := s.now(); now.Before(s.nextTry) && s.lastErr != nil {
+			s.mu.Unlock()
+			return nil, &FetchError{Err: s.lastErr, RetryAfter: s.nextTry.Sub(now)}
+		}
+		s.launch(ctx)
+	}
+	f := s.flight
+	s.mu.Unlock()
+	select {
+	case <-f.done:
+		if f.err != nil {
+			return nil, &FetchError{Err: f.err, RetryAfter: s.retryAfter()}
+		}
+		return f.tok, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Ready reports whether the slot holds a usable token.
+func (s *Slot) Ready() bool {
+	t := s.cur.Load()
+	return t != nil && s.now().Before(t.UsableTo)
 }
 
 func (s *Slot) retryAfter() time.Duration {

@@ -20,7 +20,15 @@ type clock struct {
 	t  time.Time
 }
 
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+// now is the fake time; a nil clock is the real one.
+func (c *clock) now() time.Time {
+	if c == nil {
+		return time.Now()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
 func (c *clock) add(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
@@ -50,7 +58,7 @@ func (f *fakeSource) fetch(ctx context.Context) (*Token, error) {
 }
 
 func newSlot(f *fakeSource) *Slot {
-	s := NewSlot("k", f.fetch, time.Second)
+	s := NewSlot("k", "cred", f.fetch, time.Second, nil)
 	s.now = f.clk.now
 	return s
 }
@@ -228,5 +236,18 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestKeepFreshHoldsATokenWithoutTraffic(t *testing.T) {
+	f := &fakeSource{clk: nil, lifetime: 200 * time.Millisecond} // real time
+	s := NewSlot("k", "cred", f.fetch, time.Second, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.KeepFresh(ctx)
+	waitFor(t, s.Ready)
+	time.Sleep(700 * time.Millisecond)
+	if n := f.calls.Load(); n < 3 || !s.Ready() {
+		t.Fatalf("%d fetches in 700ms with 200ms tokens and no requests; ready %v", n, s.Ready())
 	}
 }

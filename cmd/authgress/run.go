@@ -35,7 +35,7 @@ func build(ctx context.Context, cfg *conf.Config, log *slog.Logger) (*runtimeSet
 	if err != nil {
 		return nil, err
 	}
-	tokens := tokencache.New()
+	tokens := tokencache.New(log)
 	p, err := proxy.New(ctx, cfg, proxy.Deps{Vaults: vaults, Profiles: profiles, Tokens: tokens, Log: log})
 	if err != nil {
 		return nil, err
@@ -88,6 +88,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return exitProblem
 	}
 	srv := rt.proxy.Server(cfg, log)
+	prefetch := prefetchSlots(cfg, rt)
+	for _, slot := range prefetch {
+		go slot.KeepFresh(ctx)
+	}
 	var admin *http.Server
 	if cfg.Server.Admin != "" {
 		aln, err := net.Listen("tcp", cfg.Server.Admin)
@@ -95,7 +99,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			log.Error("cannot listen", "admin", cfg.Server.Admin, "error", err.Error())
 			return exitProblem
 		}
-		admin = adminServer()
+		admin = adminServer(prefetch)
 		go func() { _ = admin.Serve(aln) }()
 		log.Info("admin listening", "addr", aln.Addr().String())
 	}
@@ -133,11 +137,33 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// adminServer serves /healthz and /readyz (the full admin API comes later).
-func adminServer() *http.Server {
+// prefetchSlots are the token slots of credentials with prefetch = true.
+func prefetchSlots(cfg *conf.Config, rt *runtimeSet) []*tokencache.Slot {
+	seen := map[*tokencache.Slot]bool{}
+	var out []*tokencache.Slot
+	for _, r := range rt.proxy.Routes {
+		if r.Token != nil && cfg.Credentials[r.Credential].Prefetch && !seen[r.Token] {
+			seen[r.Token] = true
+			out = append(out, r.Token)
+		}
+	}
+	return out
+}
+
+// adminServer serves /healthz (alive) and /readyz (config loaded and every
+// prefetch credential holds a token). The full admin API comes later.
+func adminServer(prefetch []*tokencache.Slot) *http.Server {
 	mux := http.NewServeMux()
-	ok := func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") }
-	mux.HandleFunc("/healthz", ok)
-	mux.HandleFunc("/readyz", ok)
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		for _, s := range prefetch {
+			if !s.Ready() {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				fmt.Fprintf(w, "waiting for a token for credential %q\n", s.Name)
+				return
+			}
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
 	return &http.Server{Handler: mux, ReadHeaderTimeout: conf.DefaultReadHeaderTimeout}
 }
