@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/elazarl/goproxy"
@@ -226,6 +227,26 @@ func (s *streamWriter) Write(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// ReadFrom keeps the ResponseWriter's own ReadFrom reachable for responses
+// of known length: without it io.Copy allocates a 32 KiB buffer per
+// response. Streams are copied through a pooled buffer, flushed per chunk.
+func (s *streamWriter) ReadFrom(r io.Reader) (int64, error) {
+	if s.status == 0 {
+		s.WriteHeader(http.StatusOK)
+	}
+	if rf, ok := s.ResponseWriter.(io.ReaderFrom); ok && !s.stream {
+		return rf.ReadFrom(r)
+	}
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
+	return io.CopyBuffer(writerOnly{s}, r, *buf)
+}
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// writerOnly hides ReadFrom so io.CopyBuffer uses the buffer it is given.
+type writerOnly struct{ io.Writer }
 
 func (s *streamWriter) Flush() {
 	if fl, ok := s.ResponseWriter.(http.Flusher); ok {

@@ -1,0 +1,42 @@
+// Command goproxy-bare is the library floor authgress is measured against:
+// goproxy v1.9.2 as a forward proxy that sets a static Authorization header,
+// with the same upstream transport settings and the two fixes every goproxy
+// user needs (no env proxy chaining; req.Close cleared so a client's
+// Connection: close does not tear down upstream keep-alive). No matching,
+// no token cache, no logging, no metrics.
+//
+//	goproxy-bare -listen 127.0.0.1:18090 -token test-token
+package main
+
+import (
+	"flag"
+	"log"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/elazarl/goproxy"
+)
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:18090", "listen address")
+	token := flag.String("token", "test-token", "static bearer token to inject")
+	flag.Parse()
+	p := goproxy.NewProxyHttpServer()
+	p.Tr = &http.Transport{
+		Proxy:               nil,
+		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout: 10 * time.Second, IdleConnTimeout: 90 * time.Second,
+		MaxIdleConnsPerHost: 256, DisableCompression: true, ForceAttemptHTTP2: true,
+	}
+	p.ConnectDial = nil
+	p.KeepAcceptEncoding = true
+	auth := "Bearer " + *token
+	p.OnRequest().DoFunc(func(r *http.Request, _ *goproxy.ProxyCtx) (*http.Request, *http.Response) {
+		r.Close = false
+		r.Header.Set("Authorization", auth)
+		return r, nil
+	})
+	srv := &http.Server{Addr: *listen, Handler: p, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	log.Fatal(srv.ListenAndServe())
+}
