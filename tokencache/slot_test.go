@@ -251,3 +251,30 @@ func TestKeepFreshHoldsATokenWithoutTraffic(t *testing.T) {
 		t.Fatalf("%d fetches in 700ms with 200ms tokens and no requests; ready %v", n, s.Ready())
 	}
 }
+
+func BenchmarkSlotHit(b *testing.B) {
+	f := &fakeSource{lifetime: time.Hour}
+	s := NewSlot("k", "cred", f.fetch, time.Second, nil)
+	ctx := context.Background()
+	if _, err := s.Get(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.Get(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func TestSlotHitDoesNotAllocate(t *testing.T) {
+	f := &fakeSource{lifetime: time.Hour}
+	s := NewSlot("k", "cred", f.fetch, time.Second, nil)
+	ctx := context.Background()
+	_, _ = s.Get(ctx)
+	if a := testing.AllocsPerRun(1000, func() { _, _ = s.Get(ctx) }); a != 0 {
+		t.Fatalf("cache hit allocates %v times", a)
+	}
+}
