@@ -61,7 +61,13 @@ func (s *Slot) Get(ctx context.Context) (*Token, error) {
 		}
 		return t, nil
 	}
-	f, err := s.start(ctx, s.now())
+	return s.await(ctx, false)
+}
+
+// await starts a fetch (or joins the running one) and waits for it. Unless
+// force is set, a token that became usable meanwhile is returned instead.
+func (s *Slot) await(ctx context.Context, force bool) (*Token, error) {
+	f, err := s.start(ctx, s.now(), force)
 	if err != nil {
 		return nil, err
 	}
@@ -89,13 +95,13 @@ func (s *Slot) refreshAhead(ctx context.Context, now time.Time) {
 
 // start joins the running fetch or launches one. While the endpoint is in
 // backoff it fails at once with the last error instead of asking again.
-func (s *Slot) start(ctx context.Context, now time.Time) (*flight, error) {
+func (s *Slot) start(ctx context.Context, now time.Time, force bool) (*flight, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.flight != nil {
 		return s.flight, nil
 	}
-	if t := s.cur.Load(); t != nil && now.Before(t.UsableTo) {
+	if t := s.cur.Load(); !force && t != nil && now.Before(t.UsableTo) {
 		f := &flight{done: make(chan struct{}), tok: t} // fetched while we waited for the lock
 		close(f.done)
 		return f, nil
@@ -170,7 +176,7 @@ func (s *Slot) logFetch(tok *Token, err error, took time.Duration) {
 func (s *Slot) KeepFresh(ctx context.Context) {
 	for {
 		wait := time.Second
-		if tok, err := s.fetchNow(ctx); err == nil {
+		if tok, err := s.await(ctx, true); err == nil {
 			wait = tok.RefreshAt.Sub(s.now())
 		} else {
 			var fe *FetchError
@@ -183,30 +189,6 @@ func (s *Slot) KeepFresh(ctx context.Context) {
 			return
 		case <-time.After(max(wait, 100*time.Millisecond)):
 		}
-	}
-}
-
-// fetchNow starts a fetch (or joins the running one) and waits for it,
-// unless the endpoint is in backoff.
-func (s *Slot) fetchNow(ctx context.Context) (*Token, error) {
-	s.mu.Lock()
-	if s.flight == nil {
-		if now := s.now(); now.Before(s.nextTry) && s.lastErr != nil {
-			s.mu.Unlock()
-			return nil, &FetchError{Err: s.lastErr, RetryAfter: s.nextTry.Sub(now)}
-		}
-		s.launch(ctx)
-	}
-	f := s.flight
-	s.mu.Unlock()
-	select {
-	case <-f.done:
-		if f.err != nil {
-			return nil, &FetchError{Err: f.err, RetryAfter: s.retryAfter()}
-		}
-		return f.tok, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
 	}
 }
 
