@@ -17,7 +17,7 @@ const ReplayLimit = 1 << 20
 func prepareReplay(req *http.Request) (bool, error) {
 	if req.Body == nil || req.Body == http.NoBody || req.ContentLength == 0 {
 		req.Body = http.NoBody
-		req.GetBody = func() (io.ReadCloser, error) { return http.NoBody, nil }
+		req.GetBody = noBody
 		return true, nil
 	}
 	if req.ContentLength > ReplayLimit {
@@ -40,3 +40,5 @@ func prepareReplay(req *http.Request) (bool, error) {
 	req.Body, _ = req.GetBody()
 	return true, nil
 }
+
+func noBody() (io.ReadCloser, error) { return http.NoBody, nil }
