@@ -157,6 +157,8 @@ type Connection struct {
 	Timeout       Duration `toml:"timeout"`
 	Retry         *Retry   `toml:"retry"`
 	AllowInsecure bool     `toml:"allow_insecure"`
+	// PropagateTrace sends authgress's trace context (traceparent) upstream.
+	PropagateTrace bool `toml:"propagate_trace"`
 
 	// Patterns are the parsed Hosts (filled by validation).
 	Patterns []HostPattern `toml:"-"`

@@ -58,6 +58,7 @@ type Failure struct {
 	Message    string // a human sentence; never a secret, token or internal address
 	RetryAfter time.Duration
 	Cause      error // for logs only
+	private    bool  // egress_denied because of a private destination address
 }
 
 type errorBody struct {
@@ -147,7 +148,7 @@ func upstreamFailure(conn, host string, err error, timedOut bool, timeout time.D
 	case timedOut:
 		f.Code, f.Message = CodeUpstreamTimeout, fmt.Sprintf("%s did not answer within %s", host, timeout)
 	case errors.As(err, &denied):
-		f.Code, f.Message = CodeEgressDenied, fmt.Sprintf("%s resolves to a %s, which unmatched traffic may not reach (egress.allow_private)", host, denied.Reason)
+		f.Code, f.Message, f.private = CodeEgressDenied, fmt.Sprintf("%s resolves to a %s, which unmatched traffic may not reach (egress.allow_private)", host, denied.Reason), true
 	case errors.Is(err, context.Canceled):
 		f.Code, f.Message = CodeUpstreamUnreachable, "the client closed the request"
 	default:

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/elazarl/goproxy"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Forward is the forward-proxy way in (HTTP_PROXY): absolute-URI requests go
@@ -27,6 +28,7 @@ type Forward struct {
 	tunnelIdle time.Duration
 	log        *slog.Logger
 	accessLog  bool
+	tracing    bool
 	gp         *goproxy.ProxyHttpServer
 }
 
@@ -38,8 +40,8 @@ type pinned struct {
 	port  string
 }
 
-func newForward(p *Pipeline, auth *proxyAuth, guard *Guard, tunnelIdle time.Duration, log *slog.Logger, accessLog bool) *Forward {
-	f := &Forward{pipeline: p, auth: auth, guard: guard, tunnelIdle: tunnelIdle, log: log, accessLog: accessLog}
+func newForward(p *Pipeline, auth *proxyAuth, guard *Guard, tunnelIdle time.Duration, log *slog.Logger, accessLog, tracing bool) *Forward {
+	f := &Forward{pipeline: p, auth: auth, guard: guard, tunnelIdle: tunnelIdle, log: log, accessLog: accessLog, tracing: tracing}
 	gp := goproxy.NewProxyHttpServer()
 	gp.Tr = &http.Transport{Proxy: nil, DialContext: func(context.Context, string, string) (net.Conn, error) {
 		return nil, errors.New("goproxy's own transport is not used")
@@ -73,9 +75,16 @@ func (f *Forward) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	info := &reqInfo{}
 	sw := &streamWriter{ResponseWriter: w}
+	if f.tracing {
+		var span trace.Span
+		r, span = startSpan(r)
+		defer func() { endSpan(span, info, sw.status) }()
+	}
 	defer func() {
+		d := time.Since(start)
+		recordRequest(info.route, info.code, sw.status, d)
 		if f.accessLog {
-			f.logAccess(r, info, sw.status, time.Since(start))
+			f.logAccess(r, info, sw.status, d)
 		}
 	}()
 	if f.auth != nil && !f.auth.allows(r) {
@@ -97,8 +106,8 @@ func (f *Forward) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (f *Forward) fail(sw *streamWriter, info *reqInfo, fl *Failure) {
 	info.code = fl.Code
-	if info.connection == "" {
-		info.connection = fl.Connection
+	if reason := denialReason(fl); reason != "" {
+		recordDenied(reason)
 	}
 	fl.Write(sw)
 }
@@ -117,7 +126,7 @@ func (f *Forward) connect(w http.ResponseWriter, sw *streamWriter, r *http.Reque
 		return
 	}
 	if route := f.pipeline.match.Match(norm, port, "", true); route != nil {
-		info.connection = route.Name
+		info.route = route
 		f.fail(sw, info, &Failure{Code: CodeInterceptDisabled, Connection: route.Name, Message: fmt.Sprintf(
 			"%s is handled by connection %q, but authgress does not intercept CONNECT tunnels: call http://%s/... through the proxy (authgress sends it upstream over https with the credential), or configure [intercept]", norm, route.Name, norm)})
 		return
@@ -130,7 +139,7 @@ func (f *Forward) connect(w http.ResponseWriter, sw *streamWriter, r *http.Reque
 	if err != nil {
 		var denied *DeniedError
 		if errors.As(err, &denied) {
-			f.fail(sw, info, &Failure{Code: CodeEgressDenied, Message: fmt.Sprintf("%s resolves to a %s, which unmatched traffic may not reach (egress.allow_private)", norm, denied.Reason)})
+			f.fail(sw, info, &Failure{Code: CodeEgressDenied, private: true, Message: fmt.Sprintf("%s resolves to a %s, which unmatched traffic may not reach (egress.allow_private)", norm, denied.Reason)})
 			return
 		}
 		f.fail(sw, info, upstreamFailure("", norm, err, false, 0))
@@ -180,7 +189,7 @@ func (f *Forward) logAccess(r *http.Request, info *reqInfo, status int, d time.D
 		host, path = r.URL.Host, r.URL.Path
 	}
 	attrs := []slog.Attr{
-		slog.String("connection", info.connection),
+		slog.String("connection", info.connection()),
 		slog.String("method", r.Method),
 		slog.String("host", host),
 		slog.String("path", path),

@@ -111,7 +111,9 @@ func newHarness(t *testing.T, text string, up *upstream, i *idp) *harness {
 	if probs.HasErrors() {
 		t.Fatalf("config:\n%v", probs)
 	}
-	vaults, err := vault.Build(cfg)
+	logs, mu := &strings.Builder{}, &sync.Mutex{}
+	log := slog.New(slog.NewTextHandler(lockedWriter{logs, mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	vaults, err := vault.Build(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,8 +121,6 @@ func newHarness(t *testing.T, text string, up *upstream, i *idp) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs, mu := &strings.Builder{}, &sync.Mutex{}
-	log := slog.New(slog.NewTextHandler(lockedWriter{logs, mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	tokens := tokencache.New(log)
 	p, err := New(context.Background(), cfg, Deps{Vaults: vaults, Profiles: profiles, Tokens: tokens, Log: log})
 	if err != nil {

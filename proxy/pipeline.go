@@ -23,14 +23,40 @@ type Pipeline struct {
 
 // reqInfo collects what the access log reports about a request.
 type reqInfo struct {
-	connection string
-	code       string
-	replayed   bool
+	route    *Route // nil: unmatched
+	code     string
+	replayed bool
+}
+
+func (i *reqInfo) connection() string {
+	if i.route == nil {
+		return ""
+	}
+	return i.route.Name
 }
 
 func (i *reqInfo) fail(f *Failure, req *http.Request) *http.Response {
 	i.code = f.Code
+	if reason := denialReason(f); reason != "" {
+		recordDenied(reason)
+	}
 	return f.Response(req)
+}
+
+// denialReason maps a policy refusal to its authgress_denied_total reason.
+func denialReason(f *Failure) string {
+	switch f.Code {
+	case CodeEgressDenied:
+		if f.private {
+			return DeniedPrivateAddress
+		}
+		return DeniedUnmatched
+	case CodeInterceptDisabled:
+		return DeniedIntercept
+	case CodeProxyAuthRequired:
+		return DeniedProxyAuth
+	}
+	return ""
 }
 
 // Serve handles one absolute-URI request (GET http://host/path).
@@ -56,7 +82,7 @@ func (p *Pipeline) Serve(req *http.Request, info *reqInfo) *http.Response {
 		req.Host = req.URL.Host
 		return p.send(nil, req, info, host)
 	}
-	info.connection = route.Name
+	info.route = route
 	if req.URL.Scheme == "http" && !route.Insecure {
 		up := req.URL.Port()
 		if up == "" || up == "80" {
@@ -66,6 +92,9 @@ func (p *Pipeline) Serve(req *http.Request, info *reqInfo) *http.Response {
 		req.URL.Host = joinHostPort(req.URL.Hostname(), up, "443")
 	}
 	req.Host = req.URL.Host
+	if route.PropagateTrace {
+		injectTrace(req)
+	}
 	if route.Token == nil {
 		return p.send(route, req, info, host)
 	}

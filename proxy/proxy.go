@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
 
 	"github.com/authgress/authgress/conf"
 	"github.com/authgress/authgress/tlsprofiles"
@@ -21,6 +20,7 @@ type Deps struct {
 	Profiles *tlsprofiles.Set
 	Tokens   *tokencache.Cache
 	Log      *slog.Logger
+	Tracing  bool // spans for proxied requests (the SDK exports them)
 }
 
 // Proxy is a configured authgress proxy.
@@ -54,18 +54,6 @@ func New(ctx context.Context, cfg *conf.Config, d Deps) (*Proxy, error) {
 		auth = newProxyAuth(pw)
 	}
 	access := cfg.Log.Access == nil || *cfg.Log.Access
-	fwd := newForward(p, auth, guard, cfg.Server.TunnelIdleTimeout.D, d.Log, access)
+	fwd := newForward(p, auth, guard, cfg.Server.TunnelIdleTimeout.D, d.Log, access, d.Tracing)
 	return &Proxy{Routes: routes, Pipeline: p, Forward: fwd}, nil
-}
-
-// Server returns the http.Server for the proxy listener, with the limits of
-// SPEC §12.6 (no ReadTimeout/WriteTimeout: bodies may stream for long).
-func (p *Proxy) Server(cfg *conf.Config, errLog *slog.Logger) *http.Server {
-	return &http.Server{
-		Handler:           p.Forward,
-		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D,
-		IdleTimeout:       cfg.Server.IdleTimeout.D,
-		MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(errLog.Handler(), slog.LevelDebug),
-	}
 }

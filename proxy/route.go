@@ -1,15 +1,19 @@
 package proxy
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/authgress/authgress/conf"
 	"github.com/authgress/authgress/tlsprofiles"
 	"github.com/authgress/authgress/tokencache"
 	"github.com/authgress/authgress/vault"
+	"go.opentelemetry.io/otel/metric"
 )
 
 // Route is a connection at run time.
@@ -23,12 +27,15 @@ type Route struct {
 	Timeout    time.Duration
 	Insecure   bool // allow_insecure: keep http:// upstream (tests only)
 	TLSPort    string
+	// PropagateTrace: inject authgress's trace context into upstream requests.
+	PropagateTrace bool
+
+	metricAttr metric.MeasurementOption // {connection=Name}
 }
 
 // buildRoutes turns the connections into routes, creating one token slot
 // per (credential, effective scopes, params).
 func buildRoutes(cfg *conf.Config, vaults vault.Set, profiles *tlsprofiles.Set, tokens *tokencache.Cache) ([]*Route, error) {
-	clients := map[string]*tokencache.Client{}
 	var routes []*Route
 	names := make([]string, 0, len(cfg.Connections))
 	for n := range cfg.Connections {
@@ -38,7 +45,8 @@ func buildRoutes(cfg *conf.Config, vaults vault.Set, profiles *tlsprofiles.Set, 
 	for _, name := range names {
 		c := cfg.Connections[name]
 		r := &Route{Name: name, Patterns: c.Patterns, Paths: c.Paths, Credential: c.Credential,
-			Transport: profiles.Transport(c.Profile), Timeout: c.Timeout.D, Insecure: c.AllowInsecure, TLSPort: "443"}
+			Transport: profiles.Transport(c.Profile), Timeout: c.Timeout.D, Insecure: c.AllowInsecure, TLSPort: "443",
+			PropagateTrace: c.PropagateTrace, metricAttr: connectionAttr(name)}
 		prof, err := profiles.Profile(c.Profile)
 		if err != nil {
 			return nil, err
@@ -47,26 +55,41 @@ func buildRoutes(cfg *conf.Config, vaults vault.Set, profiles *tlsprofiles.Set, 
 			r.TLSPort = fmt.Sprint(prof.DefaultPort)
 		}
 		if c.Credential != "" {
-			cred := cfg.Credentials[c.Credential]
-			client, ok := clients[c.Credential]
-			if !ok {
-				client = tokencache.NewClient(profiles.Transport(cred.Profile))
-				clients[c.Credential] = client
-			}
-			scopes := cred.Scopes
+			scopes := cfg.Credentials[c.Credential].Scopes
 			if c.Scopes != nil {
 				scopes = c.Scopes
 			}
-			params := sortedParams(cred.Params)
-			def := fmt.Sprintf("%s|%s|%s|%s|%s|%s|%s", cred.Vault, cred.ID, cred.TokenURL, cred.Send, cred.Profile, cred.DefaultTTL.D, cred.Timeout.D)
-			key := tokencache.Key(c.Credential, def, scopes, params)
-			req := tokencache.Request{TokenURL: cred.TokenURL, Scopes: scopes, Params: params, Send: cred.Send, DefaultTTL: cred.DefaultTTL.D}
-			src := tokencache.ClientCredentials(client, vaults[cred.Vault], cred.ID, req)
-			r.Token = tokens.Slot(key, c.Credential, src, cred.Timeout.D)
+			key, src, err := CredentialSource(cfg, c.Credential, scopes, vaults, profiles)
+			if err != nil {
+				return nil, err
+			}
+			r.Token = tokens.Slot(key, c.Credential, strings.Join(scopes, " "), src, cfg.Credentials[c.Credential].Timeout.D)
 		}
 		routes = append(routes, r)
 	}
 	return routes, nil
+}
+
+// CredentialSource returns the token cache key and the token source of a
+// credential asking for scopes. The key covers everything the token depends
+// on (the credential's, its vault's and its profile's definitions, scopes and
+// params), so a reload that changes none of them keeps the cached token.
+func CredentialSource(cfg *conf.Config, name string, scopes []string, vaults vault.Set, profiles *tlsprofiles.Set) (string, tokencache.Source, error) {
+	cred, ok := cfg.Credentials[name]
+	if !ok {
+		return "", nil, fmt.Errorf("credential %q is not defined", name)
+	}
+	secrets, ok := vaults[cred.Vault]
+	if !ok {
+		return "", nil, fmt.Errorf("credential %q: vault %q is not defined", name, cred.Vault)
+	}
+	params := sortedParams(cred.Params)
+	def := fmt.Sprintf("%+v|%+v|%+v", *cred, cfg.Vaults[cred.Vault], cfg.Profiles[cred.Profile])
+	sum := sha256.Sum256([]byte(def))
+	key := tokencache.Key(name, hex.EncodeToString(sum[:]), scopes, params)
+	req := tokencache.Request{TokenURL: cred.TokenURL, Scopes: scopes, Params: params, Send: cred.Send, DefaultTTL: cred.DefaultTTL.D}
+	client := tokencache.NewClient(profiles.Transport(cred.Profile))
+	return key, tokencache.ClientCredentials(client, secrets, cred.ID, req), nil
 }
 
 func sortedParams(m map[string]string) [][2]string {

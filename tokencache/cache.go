@@ -18,17 +18,27 @@ type Cache struct {
 }
 
 // New returns an empty cache whose slots log fetches to log (nil: no log).
-func New(log *slog.Logger) *Cache { return &Cache{log: log, slots: map[string]*Slot{}} }
+func New(log *slog.Logger) *Cache {
+	c := &Cache{log: log, slots: map[string]*Slot{}}
+	c.registerExpiryGauge()
+	return c
+}
 
-// Slot returns the slot for key, creating it with src if it does not exist;
-// name is the credential's name.
-func (c *Cache) Slot(key, name string, src Source, timeout time.Duration) *Slot {
+// Slot returns the slot for key, creating it if it does not exist; name is
+// the credential's name and scopes what it asks for. An existing slot keeps
+// its token and fetches with src from now on (a reload rebuilt the vaults
+// and transports src uses).
+func (c *Cache) Slot(key, name, scopes string, src Source, timeout time.Duration) *Slot {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if s, ok := c.slots[key]; ok {
+		s.mu.Lock()
+		s.src = src
+		s.mu.Unlock()
 		return s
 	}
 	s := NewSlot(key, name, src, timeout, c.log)
+	s.Scopes = scopes
 	c.slots[key] = s
 	return s
 }

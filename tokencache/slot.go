@@ -8,6 +8,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Source fetches a new token (vault lookup + token request).
@@ -20,6 +24,7 @@ type Source func(ctx context.Context) (*Token, error)
 type Slot struct {
 	Key     string
 	Name    string // the credential's name, for logs and status
+	Scopes  string // the scopes it asks for, space-separated
 	src     Source
 	log     *slog.Logger
 	timeout time.Duration
@@ -116,25 +121,34 @@ func (s *Slot) start(ctx context.Context, now time.Time, force bool) (*flight, e
 func (s *Slot) launch(ctx context.Context) *flight {
 	f := &flight{done: make(chan struct{})}
 	s.flight = f
+	src := s.src
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
 	go func() {
 		defer cancel()
 		start := time.Now()
-		tok, err := s.fetch(fctx)
+		sctx, span := tracer.Start(fctx, "token fetch", trace.WithAttributes(attribute.String("authgress.credential", s.Name)))
+		tok, err := s.fetch(sctx, src)
 		s.finish(f, tok, err)
-		s.logFetch(tok, err, time.Since(start))
+		took := time.Since(start)
+		span.SetAttributes(attribute.String("authgress.result", Result(err)))
+		if err != nil {
+			span.SetStatus(codes.Error, Result(err))
+		}
+		span.End()
+		recordFetch(s.Name, err, took)
+		s.logFetch(tok, err, took)
 	}()
 	return f
 }
 
-func (s *Slot) fetch(ctx context.Context) (tok *Token, err error) {
+func (s *Slot) fetch(ctx context.Context, src Source) (tok *Token, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			tok, err = nil, &Error{Kind: Unavailable, Msg: "internal error while fetching a token"}
 		}
 	}()
 	s.fetches.Add(1)
-	tok, err = s.src(ctx)
+	tok, err = src(ctx)
 	if err == nil && tok == nil {
 		err = errors.New("token source returned no token")
 	}
@@ -163,7 +177,7 @@ func (s *Slot) finish(f *flight, tok *Token, err error) {
 
 func (s *Slot) logFetch(tok *Token, err error, took time.Duration) {
 	if err != nil {
-		s.log.Warn("token fetch failed", "credential", s.Name, "error", err.Error(),
+		s.log.Warn("token fetch failed", "credential", s.Name, "result", Result(err), "error", err.Error(),
 			"retry_in_s", s.retryAfter().Seconds(), "duration_ms", took.Milliseconds())
 		return
 	}
@@ -215,13 +229,14 @@ func (s *Slot) Fetches() int64 { return s.fetches.Load() }
 
 // State is a secret-free snapshot for status pages and logs.
 type State struct {
-	Key       string
-	HasToken  bool
-	ExpiresAt time.Time
-	Scope     string
-	LastFetch time.Time
-	LastError string
-	Fetches   int64
+	Key        string
+	HasToken   bool
+	ExpiresAt  time.Time
+	Scope      string
+	LastFetch  time.Time
+	LastResult string // Result of the last fetch: ok, unavailable, rejected, …
+	LastError  string // its message (classified, never a secret)
+	Fetches    int64
 }
 
 // State returns the slot's current state.
@@ -231,6 +246,9 @@ func (s *Slot) State() State {
 	st := State{Key: s.Key, LastFetch: s.lastFetch, Fetches: s.fetches.Load()}
 	if t := s.cur.Load(); t != nil && s.now().Before(t.UsableTo) {
 		st.HasToken, st.ExpiresAt, st.Scope = true, t.ExpiresAt, t.Scope
+	}
+	if !s.lastFetch.IsZero() {
+		st.LastResult = Result(s.lastErr)
 	}
 	if s.lastErr != nil {
 		st.LastError = s.lastErr.Error()

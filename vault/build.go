@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 
@@ -13,8 +14,9 @@ import (
 // Set is the configured vaults by name.
 type Set map[string]*Cached
 
-// Build creates every configured vault. The config must be validated.
-func Build(cfg *conf.Config) (Set, error) {
+// Build creates every configured vault; lookups are logged to log (nil: not
+// logged). The config must be validated.
+func Build(cfg *conf.Config, log *slog.Logger) (Set, error) {
 	set := Set{}
 	for name, v := range cfg.Vaults {
 		var b Backend
@@ -26,7 +28,12 @@ func Build(cfg *conf.Config) (Set, error) {
 		default:
 			return nil, fmt.Errorf("vault %q: type %q is not available", name, v.Type)
 		}
-		set[name] = NewCached(name, b, v.CacheTTL.D, v.MaxStale.D, v.Timeout.D)
+		c := NewCached(name, b, v.CacheTTL.D, v.MaxStale.D, v.Timeout.D)
+		c.Type = v.Type
+		if log != nil {
+			c.Log = log
+		}
+		set[name] = c
 	}
 	return set, nil
 }

@@ -2,8 +2,13 @@ package vault
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Cached puts a cache in front of a backend: a fetched secret is reused for
@@ -11,6 +16,8 @@ import (
 // maxStale. Concurrent lookups of one ID share a single backend call.
 type Cached struct {
 	Name     string
+	Type     string
+	Log      *slog.Logger
 	backend  Backend
 	ttl      time.Duration
 	maxStale time.Duration
@@ -20,6 +27,14 @@ type Cached struct {
 	mu       sync.Mutex
 	entries  map[string]*cacheEntry
 	inflight map[string]*lookup
+	last     LookupState
+}
+
+// LookupState is the outcome of the last backend lookup, for status pages.
+type LookupState struct {
+	At     time.Time
+	Result string // ok, not_found, unavailable
+	Error  string // a safe message, never a secret
 }
 
 type cacheEntry struct {
@@ -35,7 +50,7 @@ type lookup struct {
 
 // NewCached wraps backend.
 func NewCached(name string, backend Backend, ttl, maxStale, timeout time.Duration) *Cached {
-	return &Cached{Name: name, backend: backend, ttl: ttl, maxStale: maxStale, timeout: timeout, now: time.Now,
+	return &Cached{Name: name, backend: backend, ttl: ttl, maxStale: maxStale, timeout: timeout, now: time.Now, Log: slog.New(slog.DiscardHandler),
 		entries: map[string]*cacheEntry{}, inflight: map[string]*lookup{}}
 }
 
@@ -66,11 +81,29 @@ func (c *Cached) Get(ctx context.Context, id string) (Secret, error) {
 func (c *Cached) fetch(ctx context.Context, id string, l *lookup) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 	defer cancel()
+	ctx, span := tracer.Start(ctx, "vault lookup", trace.WithAttributes(attribute.String("authgress.vault", c.Name)))
+	start := time.Now()
 	secret, err := c.backend.Lookup(ctx, id)
+	took := time.Since(start)
+	span.SetAttributes(attribute.String("authgress.result", Result(err)))
+	if err != nil {
+		span.SetStatus(codes.Error, Result(err))
+	}
+	span.End()
+	recordLookup(c.Name, err, took)
+	if err != nil {
+		c.Log.Warn("vault lookup failed", "vault", c.Name, "id", id, "result", Result(err), "error", err.Error(), "duration_ms", took.Milliseconds())
+	} else {
+		c.Log.Info("vault lookup", "vault", c.Name, "id", id, "result", "ok", "duration_ms", took.Milliseconds())
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.inflight, id)
 	now := c.now()
+	c.last = LookupState{At: now, Result: Result(err)}
+	if err != nil {
+		c.last.Error = err.Error()
+	}
 	if err == nil {
 		c.entries[id] = &cacheEntry{secret: secret, fetched: now}
 	} else if e, ok := c.entries[id]; ok && c.maxStale > 0 && now.Sub(e.fetched) < c.ttl+c.maxStale {
@@ -78,6 +111,13 @@ func (c *Cached) fetch(ctx context.Context, id string, l *lookup) {
 	}
 	l.secret, l.err = secret, err
 	close(l.done)
+}
+
+// State returns the last lookup's outcome and the number of cached entries.
+func (c *Cached) State() (LookupState, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.last, len(c.entries)
 }
 
 // Invalidate drops the cached secret for id (e.g. after invalid_client, so a

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/authgress/authgress/conf"
+	"github.com/authgress/authgress/tokencache"
 )
 
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
@@ -15,19 +16,18 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	cfg, probs := conf.Load(path)
+	cfg, probs, ok := loadConfig(path, stderr)
+	if !ok {
+		return exitProblem
+	}
 	for _, p := range probs {
 		fmt.Fprintln(stderr, p.String())
-	}
-	if probs.HasErrors() {
-		fmt.Fprintf(stderr, "%s: %d error(s)\n", path, countErrors(probs))
-		return exitProblem
 	}
 	// Build the runtime without listening: this loads trust files and
 	// resolves secret references, as run would.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	rt, err := build(ctx, cfg, slog.New(slog.DiscardHandler))
+	rt, err := build(ctx, cfg, slog.New(slog.DiscardHandler), tokencache.New(nil), false)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: error: %v\n", path, err)
 		return exitProblem

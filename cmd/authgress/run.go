@@ -13,35 +13,9 @@ import (
 	"syscall"
 
 	"github.com/authgress/authgress/conf"
-	"github.com/authgress/authgress/proxy"
-	"github.com/authgress/authgress/tlsprofiles"
+	"github.com/authgress/authgress/internal/telemetry"
 	"github.com/authgress/authgress/tokencache"
-	"github.com/authgress/authgress/vault"
 )
-
-// runtime is everything built from one config.
-type runtimeSet struct {
-	proxy    *proxy.Proxy
-	profiles *tlsprofiles.Set
-	tokens   *tokencache.Cache
-}
-
-func build(ctx context.Context, cfg *conf.Config, log *slog.Logger) (*runtimeSet, error) {
-	vaults, err := vault.Build(cfg)
-	if err != nil {
-		return nil, err
-	}
-	profiles, err := tlsprofiles.Build(cfg)
-	if err != nil {
-		return nil, err
-	}
-	tokens := tokencache.New(log)
-	p, err := proxy.New(ctx, cfg, proxy.Deps{Vaults: vaults, Profiles: profiles, Tokens: tokens, Log: log})
-	if err != nil {
-		return nil, err
-	}
-	return &runtimeSet{proxy: p, profiles: profiles, tokens: tokens}, nil
-}
 
 func newLogger(cfg *conf.Config, w io.Writer) *slog.Logger {
 	var level slog.Level
@@ -53,17 +27,27 @@ func newLogger(cfg *conf.Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-func cmdRun(args []string, stdout, stderr io.Writer) int {
-	path, code, ok := flags("run", "Run the proxy.", args, stdout, stderr)
-	if !ok {
-		return code
-	}
+// loadConfig loads and validates the config, printing every problem; ok is
+// false when it has errors.
+func loadConfig(path string, stderr io.Writer) (*conf.Config, conf.Problems, bool) {
 	cfg, probs := conf.Load(path)
 	if probs.HasErrors() {
 		for _, p := range probs {
 			fmt.Fprintln(stderr, p.String())
 		}
-		fmt.Fprintf(stderr, "%s: %d error(s); not starting\n", path, countErrors(probs))
+		fmt.Fprintf(stderr, "%s: %d error(s)\n", path, countErrors(probs))
+		return nil, probs, false
+	}
+	return cfg, probs, true
+}
+
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	path, code, ok := flags("run", "Run the proxy. SIGHUP reloads the config; SIGTERM and SIGINT stop it gracefully.", args, stdout, stderr)
+	if !ok {
+		return code
+	}
+	cfg, probs, ok := loadConfig(path, stderr)
+	if !ok {
 		return exitProblem
 	}
 	log := newLogger(cfg, stderr)
@@ -77,20 +61,31 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	rt, err := build(ctx, cfg, log)
+	tel, err := telemetry.Setup(ctx, version)
+	if err != nil {
+		log.Error("cannot set up telemetry", "error", err.Error())
+		return exitProblem
+	}
+	a := &app{path: path, log: log, tokens: tokencache.New(log), tracing: tel.Tracing}
+	rt, err := build(ctx, cfg, log, a.tokens, tel.Tracing)
 	if err != nil {
 		log.Error("cannot start", "error", err.Error())
 		return exitProblem
 	}
+	rt.start()
+	a.cur.Store(rt)
+
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
 		log.Error("cannot listen", "listen", cfg.Server.Listen, "error", err.Error())
 		return exitProblem
 	}
-	srv := rt.proxy.Server(cfg, log)
-	prefetch := prefetchSlots(cfg, rt)
-	for _, slot := range prefetch {
-		go slot.KeepFresh(ctx)
+	srv := &http.Server{
+		Handler:           a,
+		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D,
+		IdleTimeout:       cfg.Server.IdleTimeout.D,
+		MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	var admin *http.Server
 	if cfg.Server.Admin != "" {
@@ -99,71 +94,45 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			log.Error("cannot listen", "admin", cfg.Server.Admin, "error", err.Error())
 			return exitProblem
 		}
-		admin = adminServer(prefetch)
+		admin = a.adminServer(tel.Metrics)
 		go func() { _ = admin.Serve(aln) }()
 		log.Info("admin listening", "addr", aln.Addr().String())
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info("listening", "addr", ln.Addr().String(), "connections", len(rt.proxy.Routes), "version", version)
+	log.Info("listening", "addr", ln.Addr().String(), "connections", len(rt.proxy.Routes), "version", version, "tracing", tel.Tracing)
 
-	for {
+	for done := false; !done; {
 		select {
 		case <-hup:
-			log.Warn("SIGHUP received: configuration reload is not available in this version; restart to apply changes")
-			continue
+			log.Info("SIGHUP: reloading", "config", path)
+			_ = a.reload(ctx) // logged; a failed reload keeps the running config
 		case err := <-errc:
 			if !errors.Is(err, http.ErrServerClosed) {
 				log.Error("proxy listener failed", "error", err.Error())
 				return exitProblem
 			}
-			return exitOK
+			done = true
 		case <-ctx.Done():
+			done = true
 		}
-		break
 	}
-	log.Info("shutting down", "timeout", cfg.Server.ShutdownTimeout.D.String())
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout.D)
+	timeout := a.cur.Load().cfg.Server.ShutdownTimeout.D
+	log.Info("shutting down: no new connections; finishing in-flight requests", "timeout", timeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	err = srv.Shutdown(sctx)
 	if admin != nil {
 		_ = admin.Shutdown(sctx)
 	}
-	rt.profiles.CloseIdle()
+	cur := a.cur.Load()
+	cur.stop()
+	cur.profiles.CloseIdle()
 	if err != nil {
-		log.Warn("shutdown timeout reached with requests in flight", "error", err.Error())
+		log.Warn("shutdown_timeout reached with requests still in flight; closing them", "error", err.Error())
+		_ = srv.Close()
 	}
+	_ = tel.Shutdown(sctx)
 	log.Info("stopped")
 	return exitOK
-}
-
-// prefetchSlots are the token slots of credentials with prefetch = true.
-func prefetchSlots(cfg *conf.Config, rt *runtimeSet) []*tokencache.Slot {
-	seen := map[*tokencache.Slot]bool{}
-	var out []*tokencache.Slot
-	for _, r := range rt.proxy.Routes {
-		if r.Token != nil && cfg.Credentials[r.Credential].Prefetch && !seen[r.Token] {
-			seen[r.Token] = true
-			out = append(out, r.Token)
-		}
-	}
-	return out
-}
-
-// adminServer serves /healthz (alive) and /readyz (config loaded and every
-// prefetch credential holds a token). The full admin API comes later.
-func adminServer(prefetch []*tokencache.Slot) *http.Server {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		for _, s := range prefetch {
-			if !s.Ready() {
-				w.WriteHeader(http.StatusServiceUnavailable)
-				fmt.Fprintf(w, "waiting for a token for credential %q\n", s.Name)
-				return
-			}
-		}
-		_, _ = io.WriteString(w, "ready\n")
-	})
-	return &http.Server{Handler: mux, ReadHeaderTimeout: conf.DefaultReadHeaderTimeout}
 }

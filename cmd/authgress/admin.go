@@ -1,0 +1,127 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/authgress/authgress/conf"
+)
+
+// adminServer serves /healthz (alive), /readyz (config loaded and every
+// prefetch credential holds a token), /metrics (Prometheus) and /status
+// (JSON, never a token or secret value).
+func (a *app) adminServer(metrics http.Handler) *http.Server {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		for _, s := range a.cur.Load().prefetch {
+			if !s.Ready() {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				fmt.Fprintf(w, "waiting for a token for credential %q\n", s.Name)
+				return
+			}
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
+	if metrics != nil {
+		mux.Handle("GET /metrics", metrics)
+	}
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(a.status())
+	})
+	return &http.Server{Handler: mux, ReadHeaderTimeout: conf.DefaultReadHeaderTimeout, IdleTimeout: conf.DefaultIdleTimeout}
+}
+
+type statusDoc struct {
+	Version     string             `json:"version"`
+	Config      string             `json:"config"`
+	LoadedAt    time.Time          `json:"loaded_at"`
+	Connections []connectionStatus `json:"connections"`
+	Credentials []credentialStatus `json:"credentials"`
+	Vaults      []vaultStatus      `json:"vaults"`
+}
+
+type connectionStatus struct {
+	Name       string   `json:"name"`
+	Hosts      []string `json:"hosts"`
+	Paths      []string `json:"paths,omitempty"`
+	Credential string   `json:"credential,omitempty"`
+	Scopes     string   `json:"scopes,omitempty"`
+	Profile    string   `json:"profile,omitempty"`
+}
+
+type credentialStatus struct {
+	Name       string     `json:"name"`
+	Scopes     string     `json:"scopes"`
+	TokenState string     `json:"token_state"` // valid | none
+	ExpiresIn  float64    `json:"expires_in_seconds"`
+	LastFetch  *time.Time `json:"last_fetch,omitempty"`
+	LastResult string     `json:"last_result,omitempty"` // ok | unavailable | rejected | …
+	LastError  string     `json:"last_error,omitempty"`
+	Fetches    int64      `json:"fetches"`
+}
+
+type vaultStatus struct {
+	Name          string     `json:"name"`
+	Type          string     `json:"type"`
+	CachedEntries int        `json:"cached_entries"`
+	LastLookup    *time.Time `json:"last_lookup,omitempty"`
+	LastResult    string     `json:"last_result,omitempty"` // ok | not_found | unavailable
+	LastError     string     `json:"last_error,omitempty"`
+}
+
+func (a *app) status() statusDoc {
+	rt := a.cur.Load()
+	doc := statusDoc{Version: version, Config: rt.cfg.Path, LoadedAt: rt.loadedAt}
+	for _, r := range rt.proxy.Routes {
+		c := connectionStatus{Name: r.Name, Paths: r.Paths, Credential: r.Credential, Profile: rt.cfg.Connections[r.Name].Profile}
+		for _, p := range r.Patterns {
+			c.Hosts = append(c.Hosts, p.String())
+		}
+		if r.Token != nil {
+			c.Scopes = r.Token.Scopes
+		}
+		doc.Connections = append(doc.Connections, c)
+	}
+	for _, s := range a.tokens.Slots() {
+		st := s.State()
+		c := credentialStatus{Name: s.Name, Scopes: s.Scopes, TokenState: "none", LastError: st.LastError, Fetches: st.Fetches}
+		if st.HasToken {
+			c.TokenState = "valid"
+			c.ExpiresIn = float64(time.Until(st.ExpiresAt).Round(time.Second) / time.Second)
+		}
+		if !st.LastFetch.IsZero() {
+			c.LastFetch = &st.LastFetch
+			c.LastResult = st.LastResult
+		}
+		doc.Credentials = append(doc.Credentials, c)
+	}
+	sort.Slice(doc.Credentials, func(i, j int) bool { return doc.Credentials[i].Name < doc.Credentials[j].Name })
+	for _, name := range sortedNames(rt.vaults) {
+		v := rt.vaults[name]
+		last, n := v.State()
+		vs := vaultStatus{Name: name, Type: v.Type, CachedEntries: n, LastResult: last.Result, LastError: last.Error}
+		if !last.At.IsZero() {
+			vs.LastLookup = &last.At
+		}
+		doc.Vaults = append(doc.Vaults, vs)
+	}
+	return doc
+}
+
+func sortedNames[T any](m map[string]T) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,103 @@
+package proxy
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// Metric names are part of the contract (SPEC §11). Labels carry only
+// configured names and fixed codes, never raw hosts or paths.
+var (
+	meter           = otel.Meter("github.com/authgress/authgress/proxy")
+	requestsTotal   metric.Int64Counter
+	requestDuration metric.Float64Histogram
+	deniedTotal     metric.Int64Counter
+)
+
+func init() {
+	requestsTotal, _ = meter.Int64Counter("authgress_requests",
+		metric.WithDescription("Requests handled, by connection and code (an authgress error code, or the upstream's HTTP status)."))
+	requestDuration, _ = meter.Float64Histogram("authgress_request_duration",
+		metric.WithDescription("Time from receiving a request to having sent the response headers, by connection."),
+		metric.WithUnit("s"),
+		metric.WithExplicitBucketBoundaries(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
+	deniedTotal, _ = meter.Int64Counter("authgress_denied",
+		metric.WithDescription("Requests and tunnels refused by policy, by reason."))
+}
+
+// Denial reasons for authgress_denied_total.
+const (
+	DeniedUnmatched      = "unmatched"
+	DeniedPrivateAddress = "private_address"
+	DeniedIntercept      = "intercept_disabled"
+	DeniedProxyAuth      = "proxy_auth"
+)
+
+// statusCodes holds the label value of every HTTP status, so recording a
+// request does not format an integer.
+var statusCodes = func() (s [600]string) {
+	for i := range s {
+		s[i] = strconv.Itoa(i)
+	}
+	return
+}()
+
+// attrCache keeps one measurement option per label set.
+type attrCache struct {
+	mu sync.RWMutex
+	m  map[[2]string]metric.MeasurementOption
+}
+
+var requestAttrs = attrCache{m: map[[2]string]metric.MeasurementOption{}}
+
+func (c *attrCache) get(k [2]string, names [2]string) metric.MeasurementOption {
+	c.mu.RLock()
+	o, ok := c.m[k]
+	c.mu.RUnlock()
+	if ok {
+		return o
+	}
+	o = metric.WithAttributeSet(attribute.NewSet(attribute.String(names[0], k[0]), attribute.String(names[1], k[1])))
+	c.mu.Lock()
+	c.m[k] = o
+	c.mu.Unlock()
+	return o
+}
+
+// connectionAttr is the label set {connection=name}; routes keep theirs.
+func connectionAttr(name string) metric.MeasurementOption {
+	return metric.WithAttributeSet(attribute.NewSet(attribute.String("connection", name)))
+}
+
+var unmatchedAttr = connectionAttr("")
+
+// recordRequest counts one finished request (route nil: unmatched).
+func recordRequest(route *Route, code string, status int, d time.Duration) {
+	if code == "" && status >= 0 && status < len(statusCodes) {
+		code = statusCodes[status]
+	}
+	name, attr := "", unmatchedAttr
+	if route != nil {
+		name, attr = route.Name, route.metricAttr
+	}
+	ctx := context.Background()
+	requestsTotal.Add(ctx, 1, requestAttrs.get([2]string{name, code}, [2]string{"connection", "code"}))
+	requestDuration.Record(ctx, d.Seconds(), attr)
+}
+
+var deniedAttrs sync.Map
+
+func recordDenied(reason string) {
+	o, ok := deniedAttrs.Load(reason)
+	if !ok {
+		o = metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", reason)))
+		deniedAttrs.Store(reason, o)
+	}
+	deniedTotal.Add(context.Background(), 1, o.(metric.MeasurementOption))
+}
