@@ -18,12 +18,13 @@ import (
 
 // Authgress is a running authgress binary.
 type Authgress struct {
-	t    *testing.T
-	Addr string
-	Dir  string
-	cmd  *exec.Cmd
-	out  *syncBuffer
-	done chan error
+	t       *testing.T
+	Addr    string
+	Dir     string
+	cmd     *exec.Cmd
+	out     *syncBuffer
+	exited  chan struct{} // closed when the process has exited
+	exitErr error
 }
 
 // secretsFile is the file vault every test uses: "app" holds the real
@@ -46,14 +47,14 @@ client_secret = "not-the-secret"
 // runs the binary until the test ends. {{SECRETS}} and {{CA}} are replaced.
 func startAuthgress(t *testing.T, config string) *Authgress {
 	t.Helper()
-	a := &Authgress{t: t, Dir: t.TempDir(), out: &syncBuffer{}, done: make(chan error, 1)}
+	a := &Authgress{t: t, Dir: t.TempDir(), out: &syncBuffer{}, exited: make(chan struct{})}
 	path := a.writeConfig(config)
 	a.cmd = exec.Command(binary, "run", "--config", path)
 	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { a.done <- a.cmd.Wait() }()
+	go func() { a.exitErr = a.cmd.Wait(); close(a.exited) }()
 	t.Cleanup(a.stop)
 	deadline := time.Now().Add(15 * time.Second)
 	for a.Addr == "" {
@@ -61,9 +62,8 @@ func startAuthgress(t *testing.T, config string) *Authgress {
 			t.Fatalf("authgress did not start:\n%s", a.out.String())
 		}
 		select {
-		case err := <-a.done:
-			a.done <- err
-			t.Fatalf("authgress exited (%v):\n%s", err, a.out.String())
+		case <-a.exited:
+			t.Fatalf("authgress exited (%v):\n%s", a.exitErr, a.out.String())
 		case <-time.After(20 * time.Millisecond):
 		}
 		for _, line := range a.logLines() {
@@ -111,19 +111,58 @@ func (a *Authgress) logLines() []map[string]any {
 // stop sends SIGTERM, expects exit 0, and checks that no canary (the client
 // secret, any token an upstream saw) appears in anything authgress wrote.
 func (a *Authgress) stop() {
-	if a.cmd.Process != nil {
+	if err := a.Terminate(15 * time.Second); err != nil {
+		a.t.Errorf("%v:\n%s", err, a.out.String())
+	}
+	assertNoCanary(a.t, "authgress output", a.out.String())
+}
+
+// Terminate sends SIGTERM (unless the process already exited) and waits up
+// to timeout for it to exit with status 0.
+func (a *Authgress) Terminate(timeout time.Duration) error {
+	select {
+	case <-a.exited:
+	default:
 		_ = a.cmd.Process.Signal(syscall.SIGTERM)
 	}
 	select {
-	case err := <-a.done:
-		if err != nil {
-			a.t.Errorf("authgress exited with %v after SIGTERM:\n%s", err, a.out.String())
+	case <-a.exited:
+		if a.exitErr != nil {
+			return fmt.Errorf("authgress exited with %v after SIGTERM", a.exitErr)
 		}
-	case <-time.After(15 * time.Second):
+		return nil
+	case <-time.After(timeout):
 		_ = a.cmd.Process.Kill()
-		a.t.Errorf("authgress did not stop after SIGTERM")
+		return fmt.Errorf("authgress did not exit within %s of SIGTERM", timeout)
 	}
-	assertNoCanary(a.t, "authgress output", a.out.String())
+}
+
+// Reload writes a new config and sends SIGHUP; it waits for the log line
+// that says how the reload went and returns its message.
+func (a *Authgress) Reload(config string) string {
+	a.t.Helper()
+	before := len(a.reloadLines())
+	a.writeConfig(config)
+	_ = a.cmd.Process.Signal(syscall.SIGHUP)
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if lines := a.reloadLines(); len(lines) > before {
+			return lines[len(lines)-1]
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	a.t.Fatalf("no reload outcome in the log:\n%s", a.out.String())
+	return ""
+}
+
+func (a *Authgress) reloadLines() []string {
+	var out []string
+	for _, l := range a.logLines() {
+		if msg, _ := l["msg"].(string); msg == "config reloaded" || strings.HasPrefix(msg, "reload rejected") {
+			out = append(out, msg)
+		}
+	}
+	return out
 }
 
 // assertNoCanary fails if s contains the client secret or a token.

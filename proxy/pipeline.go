@@ -59,6 +59,15 @@ func denialReason(f *Failure) string {
 	return ""
 }
 
+// Do sends one absolute-URI request through the pipeline (as a way in
+// would) and returns the response, the matched connection ("" if none) and
+// the authgress error code ("" if the upstream answered).
+func (p *Pipeline) Do(req *http.Request) (resp *http.Response, connection, code string) {
+	info := &reqInfo{}
+	resp = p.Serve(req, info)
+	return resp, info.connection(), info.code
+}
+
 // Serve handles one absolute-URI request (GET http://host/path).
 func (p *Pipeline) Serve(req *http.Request, info *reqInfo) *http.Response {
 	host, ok := normalizeHost(req.URL.Hostname())

@@ -24,6 +24,8 @@ const usage = `authgress — an auth-injecting egress proxy
 Usage:
   authgress [run] [--config FILE]     run the proxy (the default command)
   authgress check [--config FILE]     validate a config file and report every problem
+  authgress token CREDENTIAL [--show]  fetch one token and print its type, scopes and expiry
+  authgress test CONNECTION [PATH]    send one real request through the whole pipeline
   authgress version                   print the version
 
 Every command takes --config (default authgress.toml) and --help.
@@ -48,6 +50,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args, stdout, stderr)
 	case "check":
 		return cmdCheck(args, stdout, stderr)
+	case "token":
+		return cmdToken(args, stdout, stderr)
+	case "test":
+		return cmdTest(args, stdout, stderr)
 	case "version":
 		return cmdVersion(args, stdout, stderr)
 	case "help":
@@ -58,27 +64,56 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return exitUsage
 }
 
-// flags parses a subcommand's flags; ok is false when the caller must exit
-// with code (help printed, or a usage error).
-func flags(name, summary string, args []string, stdout, stderr io.Writer) (config string, code int, ok bool) {
+// command is a subcommand's flag set: --config and --help on every one.
+type command struct {
+	fs     *flag.FlagSet
+	config *string
+	stdout io.Writer
+}
+
+func newCommand(name, synopsis, summary string, stdout, stderr io.Writer) *command {
 	fs := flag.NewFlagSet("authgress "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&config, "config", "authgress.toml", "path of the TOML config file")
+	c := &command{fs: fs, config: fs.String("config", "authgress.toml", "path of the TOML config file"), stdout: stdout}
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: authgress %s [--config FILE]\n\n%s\n\nFlags:\n", name, summary)
+		fmt.Fprintf(fs.Output(), "Usage: authgress %s\n\n%s\n\nFlags:\n", synopsis, summary)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			fs.SetOutput(stdout)
-			fs.Usage()
-			return "", exitOK, false
+	return c
+}
+
+// parse parses flags placed before or after positional arguments and
+// returns the positional ones; ok is false when the caller must exit with
+// code (help printed, or a usage error).
+func (c *command) parse(args []string, minPos, maxPos int) (pos []string, code int, ok bool) {
+	for {
+		if err := c.fs.Parse(args); err != nil {
+			if err == flag.ErrHelp {
+				c.fs.SetOutput(c.stdout)
+				c.fs.Usage()
+				return nil, exitOK, false
+			}
+			return nil, exitUsage, false
 		}
-		return "", exitUsage, false
+		if c.fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, c.fs.Arg(0))
+		args = c.fs.Args()[1:]
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "authgress %s: unexpected argument %q\n", name, fs.Arg(0))
-		return "", exitUsage, false
+	if len(pos) < minPos || len(pos) > maxPos {
+		fmt.Fprintf(c.fs.Output(), "authgress: wrong number of arguments\n")
+		c.fs.Usage()
+		return nil, exitUsage, false
 	}
-	return config, 0, true
+	return pos, 0, true
+}
+
+// flags parses a subcommand that takes only flags.
+func flags(name, summary string, args []string, stdout, stderr io.Writer) (config string, code int, ok bool) {
+	c := newCommand(name, name+" [--config FILE]", summary, stdout, stderr)
+	if _, code, ok := c.parse(args, 0, 0); !ok {
+		return "", code, false
+	}
+	return *c.config, 0, true
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -49,6 +50,7 @@ func Setup(ctx context.Context, version string) (*Telemetry, error) {
 		return nil, err
 	}
 	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	exp, err := promexp.New(promexp.WithRegisterer(reg), promexp.WithoutScopeInfo())
 	if err != nil {
 		return nil, err

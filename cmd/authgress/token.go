@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/authgress/authgress/proxy"
+	"github.com/authgress/authgress/tokencache"
+)
+
+func cmdToken(args []string, stdout, stderr io.Writer) int {
+	c := newCommand("token", "token CREDENTIAL [--config FILE] [--show]",
+		"Fetch one token for CREDENTIAL (vault lookup and token request) and print its type, scopes and expiry.\nThe token itself is printed only with --show.", stdout, stderr)
+	show := c.fs.Bool("show", false, "print the access token itself")
+	pos, code, ok := c.parse(args, 1, 1)
+	if !ok {
+		return code
+	}
+	cfg, _, ok := loadConfig(*c.config, stderr)
+	if !ok {
+		return exitProblem
+	}
+	name := pos[0]
+	cred, exists := cfg.Credentials[name]
+	if !exists {
+		fmt.Fprintf(stderr, "authgress token: credential %q is not defined in %s (defined: %v)\n", name, *c.config, sortedNames(cfg.Credentials))
+		return exitProblem
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cred.Timeout.D+5*time.Second)
+	defer cancel()
+	rt, err := build(ctx, cfg, slog.New(slog.DiscardHandler), tokencache.New(nil), false)
+	if err != nil {
+		fmt.Fprintf(stderr, "authgress token: %v\n", err)
+		return exitProblem
+	}
+	_, src, err := proxy.CredentialSource(cfg, name, cred.Scopes, rt.vaults, rt.profiles)
+	if err != nil {
+		fmt.Fprintf(stderr, "authgress token: %v\n", err)
+		return exitProblem
+	}
+	start := time.Now()
+	tok, err := src(ctx)
+	if err != nil {
+		fmt.Fprintf(stdout, "credential  %s\nresult      FAILED at the %s (%s)\nerror       %v\n", name, failedStage(err), tokencache.Result(err), err)
+		return exitProblem
+	}
+	fmt.Fprintf(stdout, "credential  %s\ntype        %s\nscopes      requested %q, granted %q\nexpires     in %s (%s)\nfetched in  %s\n",
+		name, tok.Type, joinScopes(cred.Scopes), tok.Scope,
+		time.Until(tok.ExpiresAt).Round(time.Second), tok.ExpiresAt.UTC().Format(time.RFC3339), time.Since(start).Round(time.Millisecond))
+	if *show {
+		fmt.Fprintf(stdout, "token       %s\n", tok.Value)
+	} else {
+		fmt.Fprintln(stdout, "token       (hidden; --show prints it)")
+	}
+	return exitOK
+}
+
+// failedStage names where a token fetch failed.
+func failedStage(err error) string {
+	switch tokencache.Result(err) {
+	case "vault_unavailable", "credential_not_found":
+		return "vault"
+	}
+	return "token endpoint"
+}
+
+func joinScopes(s []string) string {
+	out := ""
+	for i, x := range s {
+		if i > 0 {
+			out += " "
+		}
+		out += x
+	}
+	return out
+}

@@ -1,0 +1,97 @@
+package integration
+
+import (
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// cli runs an authgress subcommand against a config written like
+// startAuthgress writes it, returning the exit code and combined output.
+func cli(t *testing.T, config string, args ...string) (int, string) {
+	t.Helper()
+	a := &Authgress{t: t, Dir: t.TempDir()}
+	path := a.writeConfig(config)
+	cmd := exec.Command(binary, append([]string{args[0], "--config", path}, args[1:]...)...)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), canarySecret) {
+		t.Errorf("authgress %s printed the client secret", args[0])
+	}
+	return code, string(out)
+}
+
+var opaqueToken = regexp.MustCompile(`[A-Za-z0-9_-]{40,}`)
+
+func TestTokenCommand(t *testing.T) {
+	idp := startIdP(t, 300, "opaque")
+	up := startUpstream(t)
+	cfg := config(idp.TokenURL(), up.Addr, "")
+
+	code, out := cli(t, cfg, "token", "app")
+	if code != 0 || !strings.Contains(out, "type        Bearer") || !strings.Contains(out, `granted "api:read"`) || !strings.Contains(out, "expires     in 5m0s") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	if opaqueToken.MatchString(out) {
+		t.Fatalf("the token was printed without --show:\n%s", out)
+	}
+	code, out = cli(t, cfg, "token", "app", "--show")
+	tok := opaqueToken.FindString(out)
+	if code != 0 || tok == "" {
+		t.Fatalf("--show: exit %d:\n%s", code, out)
+	}
+	if active, client, _ := idp.Introspect(tok); !active || client != "proxy-client" {
+		t.Fatalf("the printed token is not live: active=%v client=%q", active, client)
+	}
+	seenTokens.Store(tok, true)
+
+	code, out = cli(t, strings.Replace(cfg, `id = "app"`, `id = "wrong"`, 1), "token", "app")
+	if code != 1 || !strings.Contains(out, "FAILED at the token endpoint (rejected)") || !strings.Contains(out, "invalid_client") {
+		t.Fatalf("wrong secret: exit %d:\n%s", code, out)
+	}
+	code, out = cli(t, strings.Replace(cfg, `id = "app"`, `id = "absent"`, 1), "token", "app")
+	if code != 1 || !strings.Contains(out, "FAILED at the vault (credential_not_found)") {
+		t.Fatalf("missing vault entry: exit %d:\n%s", code, out)
+	}
+	if code, out = cli(t, cfg, "token", "nope"); code != 1 || !strings.Contains(out, `credential "nope" is not defined`) {
+		t.Fatalf("unknown credential: exit %d:\n%s", code, out)
+	}
+	if code, _ = cli(t, cfg, "token"); code != 2 {
+		t.Fatalf("no credential: exit %d, want 2", code)
+	}
+}
+
+func TestTestCommand(t *testing.T) {
+	idp := startIdP(t, 300, "opaque")
+	up := startUpstream(t)
+	up.Handle(introspecting(idp))
+	cfg := config(idp.TokenURL(), up.Addr, "")
+
+	code, out := cli(t, cfg, "test", "api", "/v1/ping")
+	if code != 0 || !strings.Contains(out, "token       ok: credential app, Bearer") || !strings.Contains(out, "upstream    200 OK") || !strings.Contains(out, "result      ok") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	code, out = cli(t, strings.Replace(cfg, `id = "app"`, `id = "absent"`, 1), "test", "api")
+	if code != 1 || !strings.Contains(out, "token       FAILED at the vault") {
+		t.Fatalf("vault stage: exit %d:\n%s", code, out)
+	}
+	idp.Stop()
+	code, out = cli(t, cfg, "test", "api")
+	if code != 1 || !strings.Contains(out, "token       FAILED at the token endpoint (unavailable)") || !strings.Contains(out, "connection refused") {
+		t.Fatalf("token stage: exit %d:\n%s", code, out)
+	}
+}
+
+func TestUpstreamStageOfTestCommand(t *testing.T) {
+	idp := startIdP(t, 300, "opaque")
+	code, out := cli(t, config(idp.TokenURL(), "127.0.0.1:1", ""), "test", "api")
+	if code != 1 || !strings.Contains(out, "upstream    FAILED: 502 upstream_unreachable") || !strings.Contains(out, "connection refused") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+}
