@@ -45,11 +45,12 @@ client_secret = "not-the-secret"
 
 // startAuthgress writes config (with a JSON log and a free listener) and
 // runs the binary until the test ends. {{SECRETS}} and {{CA}} are replaced.
-func startAuthgress(t *testing.T, config string) *Authgress {
+func startAuthgress(t *testing.T, config string, env ...string) *Authgress {
 	t.Helper()
 	a := &Authgress{t: t, Dir: t.TempDir(), out: &syncBuffer{}, exited: make(chan struct{})}
 	path := a.writeConfig(config)
 	a.cmd = exec.Command(binary, "run", "--config", path)
+	a.cmd.Env = append(os.Environ(), env...)
 	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)
