@@ -127,6 +127,8 @@ type Profile struct {
 	MinVersion         string `toml:"min_version"`
 	InsecureSkipVerify bool   `toml:"insecure_skip_verify"`
 	DefaultPort        int    `toml:"default_port"`
+	// WatchInterval is how often the identity files are checked for changes.
+	WatchInterval Duration `toml:"watch_interval"`
 }
 
 // Cluster is a set of agent nodes.

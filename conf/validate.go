@@ -358,8 +358,27 @@ func IsLoopbackHost(host string) bool {
 func (v *validator) profile(name string, pr *Profile) {
 	p := "profiles." + name
 	v.name("profiles", name)
-	if pr.Cert != "" || pr.Key != "" || pr.Keystore != "" || pr.Password.Set {
-		v.r.errorf(p, "client identities (cert/key, keystore/password) are not available in this version of authgress; a profile can carry trust settings (ca, server_name, min_version)")
+	switch {
+	case pr.Keystore != "" && (pr.Cert != "" || pr.Key != ""):
+		v.r.errorf(p+".keystore", "a profile takes either keystore (PKCS#12) or cert + key (PEM), not both")
+	case pr.Cert != "" && pr.Key == "":
+		v.r.errorf(p+".key", "cert needs key: the PEM private key of the client certificate")
+	case pr.Key != "" && pr.Cert == "":
+		v.r.errorf(p+".cert", "key needs cert: the PEM client certificate")
+	case pr.Keystore != "" && !pr.Password.Set:
+		v.r.errorf(p+".password", "a keystore needs a password (a secret reference like { env = \"P12_PASSWORD\" })")
+	case pr.Password.Set && pr.Keystore == "":
+		v.r.errorf(p+".password", "password is the keystore's password, but this profile has no keystore")
+	}
+	v.file(p+".cert", &pr.Cert)
+	v.file(p+".key", &pr.Key)
+	v.file(p+".keystore", &pr.Keystore)
+	if pr.Password.Set {
+		v.secret(p+".password", &pr.Password, false)
+	}
+	v.duration(p+".watch_interval", &pr.WatchInterval, 5*time.Second)
+	if pr.WatchInterval.D < 100*time.Millisecond {
+		v.r.errorf(p+".watch_interval", "must be at least 100ms")
 	}
 	v.file(p+".ca", &pr.CA)
 	switch pr.MinVersion {

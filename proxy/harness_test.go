@@ -117,7 +117,7 @@ func newHarness(t *testing.T, text string, up *upstream, i *idp) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	profiles, err := tlsprofiles.Build(cfg)
+	profiles, err := tlsprofiles.Build(context.Background(), cfg, vaults.Resolve)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,8 +3,11 @@ package tlsprofiles
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
+	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/authgress/authgress/conf"
@@ -43,23 +46,58 @@ func NewTransport(p *Profile, dial DialFunc) *http.Transport {
 	}
 }
 
+// Transport is a profile's upstream transport. After its client identity
+// rotates, new requests go to a fresh http.Transport (new pool, new
+// handshakes); the old one is drained: its connections are closed as they
+// go idle, so no busy keep-alive connection keeps the old identity.
+type Transport struct {
+	base *http.Transport
+	cur  atomic.Pointer[http.Transport]
+}
+
+func newRotatingTransport(base *http.Transport) *Transport {
+	t := &Transport{base: base}
+	t.cur.Store(base.Clone())
+	return t
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
+	return t.cur.Load().RoundTrip(r)
+}
+
+// CloseIdleConnections closes the current pool's idle connections.
+func (t *Transport) CloseIdleConnections() { t.cur.Load().CloseIdleConnections() }
+
+// renew starts a new pool and drains the old one.
+func (t *Transport) renew() {
+	old := t.cur.Swap(t.base.Clone())
+	old.CloseIdleConnections()
+	go func() {
+		for _, d := range []time.Duration{time.Second, 5 * time.Second, 30 * time.Second, idleConnTimeout} {
+			time.Sleep(d)
+			old.CloseIdleConnections()
+		}
+	}()
+}
+
 // Set holds the loaded profiles and one transport per profile.
 type Set struct {
 	profiles   map[string]*Profile
-	transports map[string]*http.Transport
-	def        *http.Transport
+	transports map[string]*Transport
+	def        *Transport
 }
 
-// Build loads every configured profile.
-func Build(cfg *conf.Config) (*Set, error) {
-	s := &Set{profiles: map[string]*Profile{}, transports: map[string]*http.Transport{}, def: NewTransport(nil, nil)}
+// Build loads every configured profile; resolve reads keystore passwords.
+func Build(ctx context.Context, cfg *conf.Config, resolve Resolver) (*Set, error) {
+	s := &Set{profiles: map[string]*Profile{}, transports: map[string]*Transport{}, def: newRotatingTransport(NewTransport(nil, nil))}
 	for name, p := range cfg.Profiles {
-		prof, err := Load(name, p)
+		prof, err := Load(ctx, name, p, resolve)
 		if err != nil {
 			return nil, err
 		}
 		s.profiles[name] = prof
-		s.transports[name] = NewTransport(prof, nil)
+		s.transports[name] = newRotatingTransport(NewTransport(prof, nil))
 	}
 	return s, nil
 }
@@ -76,8 +114,18 @@ func (s *Set) Profile(name string) (*Profile, error) {
 	return p, nil
 }
 
+// Names returns the profile names, sorted.
+func (s *Set) Names() []string {
+	out := make([]string, 0, len(s.profiles))
+	for n := range s.profiles {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
 // Transport returns the transport of the named profile ("" for the default).
-func (s *Set) Transport(name string) *http.Transport {
+func (s *Set) Transport(name string) *Transport {
 	if t, ok := s.transports[name]; ok {
 		return t
 	}
@@ -89,5 +137,38 @@ func (s *Set) CloseIdle() {
 	s.def.CloseIdleConnections()
 	for _, t := range s.transports {
 		t.CloseIdleConnections()
+	}
+}
+
+// Watch polls every client identity's files until ctx ends. After a
+// rotation new requests handshake with the new certificate on new
+// connections; in-flight requests finish on theirs.
+func (s *Set) Watch(ctx context.Context, log *slog.Logger) {
+	for name, p := range s.profiles {
+		if p.Identity == nil {
+			continue
+		}
+		go s.watch(ctx, log, name, p)
+	}
+}
+
+func (s *Set) watch(ctx context.Context, log *slog.Logger, name string, p *Profile) {
+	t := time.NewTicker(p.watch)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			rotated, err := p.Identity.check(now)
+			switch {
+			case err != nil:
+				log.Warn("client certificate change rejected; keeping the current one", "profile", name, "error", err.Error())
+			case rotated:
+				s.transports[name].renew()
+				st := p.Identity.State()
+				log.Info("client certificate rotated", "profile", name, "subject", st.Subject, "not_after", st.NotAfter.UTC().Format(time.RFC3339))
+			}
+		}
 	}
 }

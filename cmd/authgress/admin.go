@@ -47,6 +47,22 @@ type statusDoc struct {
 	Connections []connectionStatus `json:"connections"`
 	Credentials []credentialStatus `json:"credentials"`
 	Vaults      []vaultStatus      `json:"vaults"`
+	Profiles    []profileStatus    `json:"profiles"`
+}
+
+type profileStatus struct {
+	Name              string         `json:"name"`
+	ClientCertificate *clientCertDoc `json:"client_certificate,omitempty"`
+}
+
+type clientCertDoc struct {
+	Subject   string     `json:"subject"`
+	Issuer    string     `json:"issuer"`
+	Serial    string     `json:"serial"`
+	NotAfter  time.Time  `json:"not_after"`
+	ExpiresIn float64    `json:"expires_in_seconds"`
+	Rotated   *time.Time `json:"rotated_at,omitempty"`
+	Rejected  string     `json:"last_change_rejected,omitempty"`
 }
 
 type connectionStatus struct {
@@ -113,6 +129,19 @@ func (a *app) status() statusDoc {
 			vs.LastLookup = &last.At
 		}
 		doc.Vaults = append(doc.Vaults, vs)
+	}
+	for _, name := range rt.profiles.Names() {
+		ps := profileStatus{Name: name}
+		if p, _ := rt.profiles.Profile(name); p.Identity != nil {
+			st := p.Identity.State()
+			c := &clientCertDoc{Subject: st.Subject, Issuer: st.Issuer, Serial: st.Serial, NotAfter: st.NotAfter,
+				ExpiresIn: float64(time.Until(st.NotAfter).Round(time.Second) / time.Second), Rejected: st.Rejected}
+			if !st.Rotated.IsZero() {
+				c.Rotated = &st.Rotated
+			}
+			ps.ClientCertificate = c
+		}
+		doc.Profiles = append(doc.Profiles, ps)
 	}
 	return doc
 }

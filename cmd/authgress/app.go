@@ -34,7 +34,7 @@ func build(ctx context.Context, cfg *conf.Config, log *slog.Logger, tokens *toke
 	if err != nil {
 		return nil, err
 	}
-	profiles, err := tlsprofiles.Build(cfg)
+	profiles, err := tlsprofiles.Build(ctx, cfg, vaults.Resolve)
 	if err != nil {
 		return nil, err
 	}
@@ -53,13 +53,16 @@ func build(ctx context.Context, cfg *conf.Config, log *slog.Logger, tokens *toke
 	return rt, nil
 }
 
-// start begins keeping the prefetch credentials' tokens fresh.
-func (rt *runtimeSet) start() {
+// start makes rt the live runtime's background work: prefetch credentials'
+// tokens are kept fresh, client certificate files are watched.
+func (rt *runtimeSet) start(log *slog.Logger) {
 	ctx, cancel := context.WithCancel(context.Background())
 	rt.stop = cancel
 	for _, s := range rt.prefetch {
 		go s.KeepFresh(ctx)
 	}
+	rt.profiles.Watch(ctx, log)
+	rt.profiles.Activate()
 }
 
 // app serves whichever runtime is current; SIGHUP swaps it.
@@ -101,7 +104,7 @@ func (a *app) reload(ctx context.Context) error {
 		a.log.Warn("config", "problem", p.String())
 	}
 	warnRestartOnly(a.log, old.cfg, cfg)
-	rt.start()
+	rt.start(a.log)
 	a.cur.Store(rt)
 	keep := map[string]bool{}
 	for _, r := range rt.proxy.Routes {

@@ -72,7 +72,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		log.Error("cannot start", "error", err.Error())
 		return exitProblem
 	}
-	rt.start()
+	rt.start(log)
 	a.cur.Store(rt)
 
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
