@@ -62,6 +62,7 @@ func (v *validator) run() {
 		v.connection(name, v.cfg.Connections[name])
 	}
 	v.overlaps()
+	v.cycles()
 }
 
 func sortedKeys[T any](m map[string]T) []string {
@@ -110,8 +111,10 @@ func (v *validator) secret(path string, s *Secret, required bool) {
 			v.r.warnf(path, "a literal secret is written in the config file: prefer { env = \"NAME\" }, { file = \"PATH\" } or { vault = \"NAME\", id = \"ID\" }")
 		}
 	case s.Vault != "":
-		if _, ok := v.cfg.Vaults[s.Vault]; !ok {
+		if vt, ok := v.cfg.Vaults[s.Vault]; !ok {
 			v.r.errorf(path, "vault %q is not defined in [vaults]", s.Vault)
+		} else if err := checkVaultID(vt, s.ID); err != nil {
+			v.r.errorf(path, "%v", err)
 		}
 	case s.File != "":
 		s.File = v.path(s.File)
@@ -253,6 +256,7 @@ func (v *validator) vault(name string, vt *Vault) {
 	v.duration(p+".cache_ttl", &vt.CacheTTL, DefaultCacheTTL)
 	v.duration(p+".max_stale", &vt.MaxStale, 0)
 	common := []string{"type", "cache_ttl", "max_stale"}
+	remote := append(common, "profile", "timeout")
 	switch vt.Type {
 	case "file":
 		v.onlyKeys(p, `type = "file"`, append(common, "path"), vaultKeys)
@@ -263,8 +267,49 @@ func (v *validator) vault(name string, vt *Vault) {
 		}
 	case "env":
 		v.onlyKeys(p, `type = "env"`, common, vaultKeys)
-	case "cyberark-ccp", "hashicorp-kv":
-		v.r.errorf(p+".type", "vault type %q is not available in this version of authgress (available: file, env)", vt.Type)
+	case "cyberark-ccp":
+		v.onlyKeys(p, `type = "cyberark-ccp"`, append(remote, "url", "app_id", "safe", "folder", "policy_id"), vaultKeys)
+		v.endpointURL(p+".url", vt.URL, "CCP")
+		if vt.AppID == "" {
+			v.r.errorf(p+".app_id", "is required: the AppID the CCP knows this application by")
+		}
+		if vt.Folder == "" {
+			vt.Folder = "Root"
+		}
+		for _, kv := range [][2]string{{"app_id", vt.AppID}, {"safe", vt.Safe}, {"folder", vt.Folder}, {"policy_id", vt.PolicyID}} {
+			if strings.ContainsAny(kv[1], CCPForbidden) {
+				v.r.errorf(p+"."+kv[0], "contains a character CyberArk does not support in queries (+ & %% ;)")
+			}
+		}
+	case "hashicorp-kv":
+		v.onlyKeys(p, `type = "hashicorp-kv"`, append(remote, "address", "mount", "namespace", "token", "role_id", "secret_id", "client_id_field", "client_secret_field"), vaultKeys)
+		v.endpointURL(p+".address", vt.Address, "Vault")
+		if vt.Mount == "" {
+			vt.Mount = "secret"
+		}
+		vt.Mount = strings.Trim(vt.Mount, "/")
+		if vt.ClientIDField == "" {
+			vt.ClientIDField = "client_id"
+		}
+		if vt.ClientSecretField == "" {
+			vt.ClientSecretField = "client_secret"
+		}
+		switch {
+		case vt.Token.Set && (vt.RoleID.Set || vt.SecretID.Set):
+			v.r.errorf(p+".token", "use either token or role_id + secret_id (AppRole), not both")
+		case vt.RoleID.Set != vt.SecretID.Set:
+			v.r.errorf(p+".role_id", "AppRole needs both role_id and secret_id")
+		case !vt.Token.Set && !vt.RoleID.Set:
+			v.r.errorf(p+".token", "a hashicorp-kv vault needs token, or role_id + secret_id (AppRole)")
+		}
+		for _, s := range []struct {
+			key string
+			ref *Secret
+		}{{"token", &vt.Token}, {"role_id", &vt.RoleID}, {"secret_id", &vt.SecretID}} {
+			if s.ref.Set {
+				v.secret(p+"."+s.key, s.ref, false)
+			}
+		}
 	case "":
 		v.r.errorf(p+".type", "is required (file, env, cyberark-ccp or hashicorp-kv)")
 	default:
@@ -289,6 +334,10 @@ func (v *validator) credential(name string, c *Credential) {
 	}
 	if c.ID == "" {
 		v.r.errorf(p+".id", "is required: the credential's ID in the vault")
+	} else if vt, ok := v.cfg.Vaults[c.Vault]; ok {
+		if err := checkVaultID(vt, c.ID); err != nil {
+			v.r.errorf(p+".id", "%v", err)
+		}
 	}
 	v.endpointURL(p+".token_url", c.TokenURL, "token endpoint")
 	for i, s := range c.Scopes {

@@ -156,3 +156,6 @@ func tomlTypeName(v any) string {
 	}
 	return strings.TrimPrefix(fmt.Sprintf("%T", v), "*")
 }
+
+// LiteralSecret returns a secret written inline (for programs and tests).
+func LiteralSecret(v string) Secret { return Secret{Literal: v, Set: true, isLiteral: true} }

@@ -88,16 +88,32 @@ type Set struct {
 	def        *Transport
 }
 
+// NewSet returns an empty set (its default transport uses system trust).
+func NewSet() *Set {
+	return &Set{profiles: map[string]*Profile{}, transports: map[string]*Transport{}, def: newRotatingTransport(NewTransport(nil, nil))}
+}
+
+// Add loads the profile name; resolve reads its keystore password.
+func (s *Set) Add(ctx context.Context, name string, p *conf.Profile, resolve Resolver) error {
+	prof, err := Load(ctx, name, p, resolve)
+	if err != nil {
+		return err
+	}
+	s.profiles[name] = prof
+	s.transports[name] = newRotatingTransport(NewTransport(prof, nil))
+	return nil
+}
+
+// Has reports whether the profile name is loaded.
+func (s *Set) Has(name string) bool { _, ok := s.profiles[name]; return ok }
+
 // Build loads every configured profile; resolve reads keystore passwords.
 func Build(ctx context.Context, cfg *conf.Config, resolve Resolver) (*Set, error) {
-	s := &Set{profiles: map[string]*Profile{}, transports: map[string]*Transport{}, def: newRotatingTransport(NewTransport(nil, nil))}
+	s := NewSet()
 	for name, p := range cfg.Profiles {
-		prof, err := Load(ctx, name, p, resolve)
-		if err != nil {
+		if err := s.Add(ctx, name, p, resolve); err != nil {
 			return nil, err
 		}
-		s.profiles[name] = prof
-		s.transports[name] = newRotatingTransport(NewTransport(prof, nil))
 	}
 	return s, nil
 }

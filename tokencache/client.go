@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/authgress/authgress/internal/neterr"
+	"github.com/authgress/authgress/internal/safetext"
 )
 
 // MaxBody caps how much of a token response is read.
@@ -115,7 +116,7 @@ func parseResponse(resp *http.Response, body []byte, sent time.Time, defTTL time
 		if tr.Error == "server_error" || tr.Error == "temporarily_unavailable" || status >= 500 {
 			kind = Unavailable
 		}
-		return nil, &Error{Kind: kind, Code: sanitize(tr.Error, 64), Description: sanitize(tr.ErrorDescription, 200), Status: status, Msg: "the token endpoint refused the request"}
+		return nil, &Error{Kind: kind, Code: safetext.Clip(tr.Error, 64), Description: safetext.Clip(tr.ErrorDescription, 200), Status: status, Msg: "the token endpoint refused the request"}
 	}
 	if status < 200 || status > 299 {
 		switch {
@@ -133,7 +134,7 @@ func parseResponse(resp *http.Response, body []byte, sent time.Time, defTTL time
 		return nil, &Error{Kind: Unavailable, Status: status, Msg: "the token response has no access_token"}
 	}
 	if tr.TokenType != "" && !strings.EqualFold(tr.TokenType, "bearer") {
-		return nil, &Error{Kind: UnsupportedType, Status: status, Msg: "the token endpoint issued a " + sanitize(tr.TokenType, 32) + " token; only Bearer tokens are supported"}
+		return nil, &Error{Kind: UnsupportedType, Status: status, Msg: "the token endpoint issued a " + safetext.Clip(tr.TokenType, 32) + " token; only Bearer tokens are supported"}
 	}
 	lifetime := defTTL
 	if tr.ExpiresIn != "" {
@@ -188,20 +189,4 @@ func decodeBody(contentType string, body []byte) (tokenResponse, error) {
 		}
 	}
 	return tr, nil
-}
-
-// sanitize keeps printable ASCII only and bounds the length: server-supplied
-// text goes into client-visible messages and logs.
-func sanitize(s string, max int) string {
-	var b strings.Builder
-	for _, r := range s {
-		if b.Len() >= max {
-			b.WriteString("…")
-			break
-		}
-		if r >= 0x20 && r < 0x7f {
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 
@@ -14,26 +15,42 @@ import (
 // Set is the configured vaults by name.
 type Set map[string]*Cached
 
-// Build creates every configured vault; lookups are logged to log (nil: not
-// logged). The config must be validated.
+// Add creates the vault name. rt is the transport of its profile (remote
+// vaults); secret-valued settings (a Vault token, AppRole IDs) are resolved
+// through the set itself when first needed, so they may come from another
+// vault added later. The config must be validated.
+func (s Set) Add(name string, v *conf.Vault, rt http.RoundTripper, log *slog.Logger) error {
+	var b Backend
+	switch v.Type {
+	case "file":
+		b = NewFile(name, v.Path)
+	case "env":
+		b = NewEnv(name)
+	case "cyberark-ccp":
+		b = NewCCP(CCPConfig{Name: name, URL: v.URL, AppID: v.AppID, Safe: v.Safe, Folder: v.Folder, PolicyID: v.PolicyID, Transport: rt})
+	case "hashicorp-kv":
+		b = NewKV(KVConfig{Name: name, Vault: v, Transport: rt, Resolve: s.Resolve})
+	default:
+		return fmt.Errorf("vault %q: unknown type %q", name, v.Type)
+	}
+	c := NewCached(name, b, v.CacheTTL.D, v.MaxStale.D, v.Timeout.D)
+	c.Type = v.Type
+	if log != nil {
+		c.Log = log
+	}
+	s[name] = c
+	return nil
+}
+
+// Build creates the vaults that need no profile (file and env vaults, and
+// remote ones without a profile, over system trust). Tests use it; the binary
+// adds vaults and profiles in dependency order.
 func Build(cfg *conf.Config, log *slog.Logger) (Set, error) {
 	set := Set{}
 	for name, v := range cfg.Vaults {
-		var b Backend
-		switch v.Type {
-		case "file":
-			b = NewFile(name, v.Path)
-		case "env":
-			b = NewEnv(name)
-		default:
-			return nil, fmt.Errorf("vault %q: type %q is not available", name, v.Type)
+		if err := set.Add(name, v, http.DefaultTransport, log); err != nil {
+			return nil, err
 		}
-		c := NewCached(name, b, v.CacheTTL.D, v.MaxStale.D, v.Timeout.D)
-		c.Type = v.Type
-		if log != nil {
-			c.Log = log
-		}
-		set[name] = c
 	}
 	return set, nil
 }

@@ -40,6 +40,7 @@ type LookupState struct {
 type cacheEntry struct {
 	secret  Secret
 	fetched time.Time
+	ttl     time.Duration
 }
 
 type lookup struct {
@@ -57,7 +58,7 @@ func NewCached(name string, backend Backend, ttl, maxStale, timeout time.Duratio
 // Get returns the secret for id, from the cache when it is fresh.
 func (c *Cached) Get(ctx context.Context, id string) (Secret, error) {
 	c.mu.Lock()
-	if e, ok := c.entries[id]; ok && c.now().Sub(e.fetched) < c.ttl {
+	if e, ok := c.entries[id]; ok && c.now().Sub(e.fetched) < e.ttl {
 		c.mu.Unlock()
 		return e.secret, nil
 	}
@@ -105,8 +106,12 @@ func (c *Cached) fetch(ctx context.Context, id string, l *lookup) {
 		c.last.Error = err.Error()
 	}
 	if err == nil {
-		c.entries[id] = &cacheEntry{secret: secret, fetched: now}
-	} else if e, ok := c.entries[id]; ok && c.maxStale > 0 && now.Sub(e.fetched) < c.ttl+c.maxStale {
+		ttl := c.ttl
+		if secret.cacheFor > 0 && secret.cacheFor < ttl {
+			ttl = secret.cacheFor
+		}
+		c.entries[id] = &cacheEntry{secret: secret, fetched: now, ttl: ttl}
+	} else if e, ok := c.entries[id]; ok && c.maxStale > 0 && now.Sub(e.fetched) < e.ttl+c.maxStale {
 		secret, err = e.secret, nil // serve stale within max_stale
 	}
 	l.secret, l.err = secret, err

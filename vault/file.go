@@ -61,7 +61,7 @@ func (f *File) reload() error {
 	}
 	entries := make(map[string]Secret, len(raw))
 	for id, e := range raw {
-		entries[id] = Secret(e)
+		entries[id] = Secret{ClientID: e.ClientID, ClientSecret: e.ClientSecret}
 	}
 	f.entries, f.modTime, f.size = entries, st.ModTime(), st.Size()
 	return nil

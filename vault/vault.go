@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Backend is one secret store. Implementations classify their errors with
@@ -20,6 +21,8 @@ type Backend interface {
 type Secret struct {
 	ClientID     string
 	ClientSecret string
+
+	cacheFor time.Duration // a backend's hint to cache it for less than cache_ttl
 }
 
 func (Secret) String() string   { return "vault.Secret{[redacted]}" }

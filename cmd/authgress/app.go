@@ -30,11 +30,7 @@ type runtimeSet struct {
 
 // build creates the runtime of cfg. tokens is shared across reloads.
 func build(ctx context.Context, cfg *conf.Config, log *slog.Logger, tokens *tokencache.Cache, tracing bool) (*runtimeSet, error) {
-	vaults, err := vault.Build(cfg, log)
-	if err != nil {
-		return nil, err
-	}
-	profiles, err := tlsprofiles.Build(ctx, cfg, vaults.Resolve)
+	vaults, profiles, err := buildSecrets(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -51,6 +47,41 @@ func build(ctx context.Context, cfg *conf.Config, log *slog.Logger, tokens *toke
 		}
 	}
 	return rt, nil
+}
+
+// buildSecrets creates vaults and profiles in dependency order: a vault needs
+// its profile (client certificate), a profile may need a vault (keystore
+// password). Validation has refused cycles.
+func buildSecrets(ctx context.Context, cfg *conf.Config, log *slog.Logger) (vault.Set, *tlsprofiles.Set, error) {
+	vaults, profiles := vault.Set{}, tlsprofiles.NewSet()
+	for pending := len(cfg.Vaults) + len(cfg.Profiles); pending > 0; {
+		progress := 0
+		for _, name := range sortedNames(cfg.Profiles) {
+			p := cfg.Profiles[name]
+			if profiles.Has(name) || (p.Password.Vault != "" && vaults[p.Password.Vault] == nil) {
+				continue
+			}
+			if err := profiles.Add(ctx, name, p, vaults.Resolve); err != nil {
+				return nil, nil, err
+			}
+			progress++
+		}
+		for _, name := range sortedNames(cfg.Vaults) {
+			v := cfg.Vaults[name]
+			if vaults[name] != nil || (v.Profile != "" && !profiles.Has(v.Profile)) {
+				continue
+			}
+			if err := vaults.Add(name, v, profiles.Transport(v.Profile), log); err != nil {
+				return nil, nil, err
+			}
+			progress++
+		}
+		if progress == 0 {
+			return nil, nil, fmt.Errorf("vaults and profiles depend on each other in a loop")
+		}
+		pending -= progress
+	}
+	return vaults, profiles, nil
 }
 
 // start makes rt the live runtime's background work: prefetch credentials'
