@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -166,12 +167,23 @@ func (a *Authgress) reloadLines() []string {
 	return out
 }
 
-// assertNoCanary fails if s contains the client secret or a token.
+// extraCanaries are other secrets a test planted (vault tokens, AppRole
+// secret IDs, passwords): name -> value.
+var extraCanaries sync.Map
+
+// assertNoCanary fails if s contains the client secret, a token or another
+// planted secret.
 func assertNoCanary(t *testing.T, what, s string) {
 	t.Helper()
 	if strings.Contains(s, canarySecret) {
 		t.Errorf("%s contains the client secret", what)
 	}
+	extraCanaries.Range(func(k, v any) bool {
+		if strings.Contains(s, v.(string)) {
+			t.Errorf("%s contains %s", what, k)
+		}
+		return true
+	})
 	seenTokens.Range(func(k, _ any) bool {
 		if tok := k.(string); len(tok) > 8 && strings.Contains(s, tok) {
 			t.Errorf("%s contains a token", what)
