@@ -1,0 +1,243 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return "unknown"
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}
+
+func (h *harness) header() {
+	h.printf("# authgress benchmark run, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	h.printf("- machine: %d cores (%s), %s; load generator, upstreams and proxies share it\n", runtime.NumCPU(), cpuModel(), runtime.Version())
+	h.printf("- load: `wrk -t%d -c%d -d%s --latency`, %d interleaved rounds after a 1 s warm-up per row; medians\n", *threads, *conns, *duration, *rounds)
+	h.printf("- proxy CPU: utime+stime of the proxy's process tree (/proc/PID/stat) over the measurement ÷ requests\n\n")
+}
+
+func (h *harness) plainRows() error {
+	h.printf("## Plain HTTP upstream (nginx), c=%d\n\n", *conns)
+	target := "http://" + upPlain + "/"
+	direct := &row{name: "direct (no proxy)", target: target}
+	floor := &row{name: "goproxy-bare", target: target, proxy: "http://" + gpBare, pid: pids["goproxy-bare"]}
+	rows := []*row{
+		direct,
+		{name: "authgress", target: target, proxy: "http://" + agLog, pid: pids["authgress"]},
+		{name: "authgress, access log off", target: target, proxy: "http://" + agNoLog, pid: pids["authgress-nolog"]},
+		floor,
+		{name: "nginx reverse, static header", target: "http://" + nginxRev + "/", pid: pids["nginx-reverse"]},
+		{name: "squid forward, static header", target: target, proxy: "http://" + squidAddr, pid: pids["squid"]},
+	}
+	if err := h.measure(rows, *conns, *threads); err != nil {
+		return err
+	}
+	h.table(rows, direct, floor)
+	return nil
+}
+
+func (h *harness) mtlsRows() error {
+	h.printf("## mTLS upstream (nginx `ssl_verify_client on`), c=%d\n\n", *conns)
+	h.printf("wrk cannot present a client certificate, so there is no direct row; squid cannot upgrade a plain forward request to an mTLS origin, so it has none either.\n\n")
+	target := "http://" + upMTLS + "/"
+	floor := &row{name: "goproxy-bare (mTLS transport)", target: target, proxy: "http://" + gpBareMTLS, pid: pids["goproxy-bare-mtls"]}
+	rows := []*row{
+		{name: "authgress", target: target, proxy: "http://" + agLog, pid: pids["authgress"]},
+		{name: "authgress, access log off", target: target, proxy: "http://" + agNoLog, pid: pids["authgress-nolog"]},
+		floor,
+		{name: "nginx reverse, static header", target: "http://" + nginxRevMTLS + "/", pid: pids["nginx-reverse"]},
+	}
+	if err := h.measure(rows, *conns, *threads); err != nil {
+		return err
+	}
+	h.table(rows, nil, floor)
+	return nil
+}
+
+func (h *harness) latencyRows() error {
+	h.printf("## Unloaded latency (one connection: `wrk -t1 -c1`)\n\n")
+	target := "http://" + upPlain + "/"
+	direct := &row{name: "direct (no proxy)", target: target}
+	floor := &row{name: "goproxy-bare", target: target, proxy: "http://" + gpBare, pid: pids["goproxy-bare"]}
+	rows := []*row{direct,
+		{name: "authgress", target: target, proxy: "http://" + agLog, pid: pids["authgress"]},
+		{name: "authgress, access log off", target: target, proxy: "http://" + agNoLog, pid: pids["authgress-nolog"]},
+		floor,
+		{name: "nginx reverse, static header", target: "http://" + nginxRev + "/", pid: pids["nginx-reverse"]},
+	}
+	if err := h.measure(rows, 1, 1); err != nil {
+		return err
+	}
+	h.table(rows, direct, floor)
+	return nil
+}
+
+func tokenCount(addr string) (int, error) {
+	resp, err := http.Get("http://" + addr + "/count")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return strconv.Atoi(strings.TrimSpace(string(b)))
+}
+
+// tokenLoad: with short token lifetimes and many clients, token requests
+// must follow the lifetime, not the load.
+func (h *harness) tokenLoad() error {
+	h.printf("## Token endpoint load\n\n")
+	h.printf("| token lifetime | clients | proxied requests | token requests | per 100,000 requests | lifetime-driven expectation |\n|---|---|---|---|---|---|\n")
+	for i, ttl := range []int{2, 10} {
+		addr := fmt.Sprintf("127.0.0.1:%d", 18410+i)
+		if _, err := h.start(fmt.Sprintf("tokenserver-%ds", ttl), []string{h.bins["tokenserver"], "-listen", addr, "-ttl", strconv.Itoa(ttl)}); err != nil {
+			return err
+		}
+		listen := fmt.Sprintf("127.0.0.1:%d", 18120+i)
+		pid, err := h.authgress(fmt.Sprintf("authgress-ttl%d", ttl), authgressConfig(listen, "http://"+addr+"/token", pkiFilesFrom(h.dir), false, ""))
+		if err != nil {
+			return err
+		}
+		_ = pid
+		if err := waitHTTP("http://"+upPlain+"/", "http://"+listen); err != nil {
+			return err
+		}
+		before, err := tokenCount(addr)
+		if err != nil {
+			return err
+		}
+		d := 20 * time.Second
+		res, err := h.wrk("http://"+upPlain+"/", "http://"+listen, 0, 256, 2, d)
+		if err != nil {
+			return err
+		}
+		after, _ := tokenCount(addr)
+		n := after - before
+		expect := d.Seconds() / (0.775 * float64(ttl))
+		h.printf("| %d s | 256 | %.0f | %d | %.1f | about %.0f (one per ~%.1f s) |\n", ttl, res.requests, n, float64(n)/res.requests*100000, expect, 0.775*float64(ttl))
+	}
+	h.printf("\n")
+	return nil
+}
+
+func pkiFilesFrom(dir string) pkiFiles {
+	return pkiFiles{ca: filepath.Join(dir, "ca.pem"), serverCert: filepath.Join(dir, "server.pem"), serverKey: filepath.Join(dir, "server-key.pem"),
+		clientCert: filepath.Join(dir, "client.pem"), clientKey: filepath.Join(dir, "client-key.pem")}
+}
+
+// scale: startup time and RSS with 10,000 connections, per-request cost
+// beside a one-connection config, and RSS with 10,000 idle keep-alive clients.
+func (h *harness) scale() error {
+	h.printf("## Scale\n\n")
+	var extra strings.Builder
+	for i := 0; i < 10000; i++ {
+		switch i % 3 {
+		case 0:
+			fmt.Fprintf(&extra, "\n[connections.svc%d]\nhosts = [\"api%d.svc%d.example.test\"]\ncredential = \"api\"\n", i, i, i)
+		case 1:
+			fmt.Fprintf(&extra, "\n[connections.svc%d]\nhosts = [\"api%d.svc%d.example.test:8443\"]\ncredential = \"api\"\n", i, i, i)
+		default:
+			fmt.Fprintf(&extra, "\n[connections.svc%d]\nhosts = [\"*.svc%d.example.net\"]\ncredential = \"api\"\nscopes = [\"svc%d\"]\n", i, i, i)
+		}
+	}
+	cfgPath := filepath.Join(h.dir, "authgress-10k.toml")
+	listen := "127.0.0.1:18130"
+	if err := os.WriteFile(cfgPath, []byte(authgressConfig(listen, "http://"+tokenAddr+"/token", pkiFilesFrom(h.dir), false, extra.String())), 0o644); err != nil {
+		return err
+	}
+	// Startup time: from exec to the listener answering, three times.
+	var starts []float64
+	for i := 0; i < 3; i++ {
+		t0 := time.Now()
+		cmd := exec.Command(h.bins["authgress"], "run", "--config", cfgPath)
+		cmd.Env = append(os.Environ(), "BENCH_CLIENT_ID=bench", "BENCH_CLIENT_SECRET=bench-secret")
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		for {
+			if resp, err := http.Get("http://" + listen + "/"); err == nil {
+				resp.Body.Close()
+				break
+			}
+			if time.Since(t0) > 60*time.Second {
+				_ = cmd.Process.Kill()
+				return fmt.Errorf("authgress with 10,000 connections did not start")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		starts = append(starts, time.Since(t0).Seconds()*1000)
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}
+	pid, err := h.authgress("authgress-10k", mustRead(cfgPath))
+	if err != nil {
+		return err
+	}
+	if err := waitHTTP("http://"+upPlain+"/", "http://"+listen); err != nil {
+		return err
+	}
+	rssStart := rssKB(pid)
+	rows := []*row{
+		{name: "authgress, 2 connections", target: "http://" + upPlain + "/", proxy: "http://" + agNoLog, pid: pids["authgress-nolog"]},
+		{name: "authgress, 10,002 connections", target: "http://" + upPlain + "/", proxy: "http://" + listen, pid: pid},
+	}
+	if err := h.measure(rows, *conns, *threads); err != nil {
+		return err
+	}
+	h.printf("| config | startup (exec → serving), median of 3 | RSS after start | RSS after load | req/s | proxy CPU µs/req |\n|---|---|---|---|---|---|\n")
+	rps := func(x result) float64 { return x.rps }
+	cpu := func(x result) float64 { return x.cpuPerReq }
+	h.printf("| 2 connections | — | — | %d MiB | %.0f | %.1f |\n", rssKB(pids["authgress-nolog"])/1024, rows[0].med(rps), rows[0].med(cpu))
+	h.printf("| 10,002 connections (exact, exact:port, wildcard; 6,668 token slots) | %.0f ms | %d MiB | %d MiB | %.0f | %.1f |\n\n",
+		median(starts), rssStart/1024, rssKB(pid)/1024, rows[1].med(rps), rows[1].med(cpu))
+
+	// 10,000 idle keep-alive client connections: RSS measured while held.
+	before := rssKB(pids["authgress-nolog"])
+	idle := exec.Command(h.bins["idleconns"], "-proxy", agNoLog, "-target", "http://"+upPlain+"/", "-n", "10000", "-hold", "3s")
+	stdout, err := idle.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := idle.Start(); err != nil {
+		return err
+	}
+	opened, holding := 0, 0
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		if n, ok := strings.CutPrefix(sc.Text(), "open="); ok {
+			opened, _ = strconv.Atoi(n)
+			time.Sleep(time.Second)
+			holding = rssKB(pids["authgress-nolog"])
+		}
+	}
+	if err := idle.Wait(); err != nil {
+		return fmt.Errorf("idleconns: %v", err)
+	}
+	h.printf("| idle keep-alive client connections | authgress RSS before | RSS holding them | per connection |\n|---|---|---|---|\n")
+	h.printf("| %d | %d MiB | %d MiB | %.1f KiB |\n\n", opened, before/1024, holding/1024, float64(holding-before)/float64(max(opened, 1)))
+	return nil
+}
+
+func mustRead(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs the authgress benchmarks side by side on this machine: installs wrk,
+# nginx and squid (Debian packages, as root) when missing, builds authgress,
+# a bare goproxy floor, a token endpoint and helpers, starts everything on
+# 127.0.0.1 and prints the tables (also written to bench/results/latest.md).
+#   bench/run.sh                       # everything (~8 minutes)
+#   bench/run.sh -only plain,latency   # sections: plain, mtls, latency, tokens, scale
+#   bench/run.sh -rounds 5 -d 10s
+set -euo pipefail
+cd "$(dirname "$0")/.."
+need=()
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || need+=(nginx)
+[ -x /usr/sbin/squid ] || command -v squid >/dev/null 2>&1 || need+=(squid)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}"
+  else
+    echo "bench/run.sh: please install: ${need[*]}" >&2
+    exit 1
+  fi
+fi
+# squid's Debian postinst may start a system squid on :3128; ours uses :13128.
+mkdir -p bench/results
+exec go run ./bench/harness -out bench/results/latest.md "$@"
