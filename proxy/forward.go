@@ -73,8 +73,8 @@ func notAProxyRequest(w http.ResponseWriter, _ *http.Request) {
 
 func (f *Forward) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	info := &reqInfo{}
 	sw := &streamWriter{ResponseWriter: w}
+	info := &sw.info // one allocation for both
 	if f.tracing {
 		var span trace.Span
 		r, span = startSpan(r)
@@ -214,6 +214,7 @@ type streamWriter struct {
 	http.ResponseWriter
 	status int
 	stream bool
+	info   reqInfo // what the access log and metrics report
 }
 
 func (s *streamWriter) WriteHeader(code int) {

@@ -31,7 +31,7 @@ type idp struct {
 	ttl     atomic.Int64
 }
 
-func newIDP(t *testing.T) *idp {
+func newIDP(t testing.TB) *idp {
 	i := &idp{}
 	i.ttl.Store(300)
 	i.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -86,7 +86,7 @@ func echo(w http.ResponseWriter, r *http.Request) {
 }
 
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	proxy *Proxy
 	srv   *httptest.Server
 	tok   *tokencache.Cache
@@ -96,12 +96,12 @@ type harness struct {
 
 // newHarness builds a proxy from config text; {{UP}}, {{CA}}, {{IDP}} and
 // {{SECRETS}} are replaced.
-func newHarness(t *testing.T, text string, up *upstream, i *idp) *harness {
+func newHarness(t testing.TB, text string, up *upstream, i *idp) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	secrets := filepath.Join(dir, "secrets.toml")
 	_ = os.WriteFile(secrets, []byte("[app]\nclient_id = \"client\"\nclient_secret = \"canary-client-secret\"\n[wrong]\nclient_id = \"client\"\nclient_secret = \"nope\"\n"), 0o600)
-	r := strings.NewReplacer("{{SECRETS}}", secrets)
+	r := strings.NewReplacer("{{SECRETS}}", secrets, "{{IDP}}", idpURL(i))
 	if up != nil {
 		r = strings.NewReplacer("{{SECRETS}}", secrets, "{{UP}}", up.hostPort(), "{{CA}}", up.caFile, "{{IDP}}", idpURL(i))
 	}

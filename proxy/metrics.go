@@ -48,22 +48,23 @@ var statusCodes = func() (s [600]string) {
 	return
 }()
 
-// attrCache keeps one measurement option per label set.
+// attrCache keeps the options of one label set per {connection, code}, as
+// ready-made slices: passing them with ... does not allocate.
 type attrCache struct {
 	mu sync.RWMutex
-	m  map[[2]string]metric.MeasurementOption
+	m  map[[2]string][]metric.AddOption
 }
 
-var requestAttrs = attrCache{m: map[[2]string]metric.MeasurementOption{}}
+var requestAttrs = attrCache{m: map[[2]string][]metric.AddOption{}}
 
-func (c *attrCache) get(k [2]string, names [2]string) metric.MeasurementOption {
+func (c *attrCache) get(k [2]string) []metric.AddOption {
 	c.mu.RLock()
 	o, ok := c.m[k]
 	c.mu.RUnlock()
 	if ok {
 		return o
 	}
-	o = metric.WithAttributeSet(attribute.NewSet(attribute.String(names[0], k[0]), attribute.String(names[1], k[1])))
+	o = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("connection", k[0]), attribute.String("code", k[1])))}
 	c.mu.Lock()
 	c.m[k] = o
 	c.mu.Unlock()
@@ -71,8 +72,8 @@ func (c *attrCache) get(k [2]string, names [2]string) metric.MeasurementOption {
 }
 
 // connectionAttr is the label set {connection=name}; routes keep theirs.
-func connectionAttr(name string) metric.MeasurementOption {
-	return metric.WithAttributeSet(attribute.NewSet(attribute.String("connection", name)))
+func connectionAttr(name string) []metric.RecordOption {
+	return []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("connection", name)))}
 }
 
 var unmatchedAttr = connectionAttr("")
@@ -87,8 +88,8 @@ func recordRequest(route *Route, code string, status int, d time.Duration) {
 		name, attr = route.Name, route.metricAttr
 	}
 	ctx := context.Background()
-	requestsTotal.Add(ctx, 1, requestAttrs.get([2]string{name, code}, [2]string{"connection", "code"}))
-	requestDuration.Record(ctx, d.Seconds(), attr)
+	requestsTotal.Add(ctx, 1, requestAttrs.get([2]string{name, code})...)
+	requestDuration.Record(ctx, d.Seconds(), attr...)
 }
 
 var deniedAttrs sync.Map

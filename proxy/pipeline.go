@@ -1,13 +1,11 @@
 package proxy
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"sync/atomic"
-	"time"
+	"strings"
 
 	"github.com/authgress/authgress/conf"
 )
@@ -138,38 +136,26 @@ func (p *Pipeline) Serve(req *http.Request, info *reqInfo) *http.Response {
 	return p.send(route, req, info, host)
 }
 
-// send performs the round trip with the route's timeout to response headers.
+// send performs the round trip. The route's transport bounds the wait for
+// response headers (its timeout); the body may then stream for as long as it
+// needs. A client that goes away cancels the request through its context.
 func (p *Pipeline) send(route *Route, req *http.Request, info *reqInfo, host string) *http.Response {
 	rt, timeout, name := p.tunnel, conf.DefaultUpstreamTimeout, ""
 	if route != nil {
 		rt, timeout, name = route.Transport, route.Timeout, route.Name
 	}
-	ctx, cancel := context.WithCancel(req.Context())
-	var timedOut atomic.Bool
-	timer := time.AfterFunc(timeout, func() { timedOut.Store(true); cancel() })
-	resp, err := rt.RoundTrip(req.WithContext(ctx))
-	if !timer.Stop() && err == nil {
-		resp.Body.Close() // the timer fired as the headers arrived
-		err = context.DeadlineExceeded
-	}
+	resp, err := rt.RoundTrip(req)
 	if err != nil {
-		cancel()
-		return info.fail(upstreamFailure(name, host, err, timedOut.Load(), timeout), req)
+		return info.fail(upstreamFailure(name, host, err, isHeaderTimeout(err), timeout), req)
 	}
 	removeHopHeaders(resp.Header)
-	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
 	return resp
 }
 
-type cancelOnClose struct {
-	io.ReadCloser
-	cancel context.CancelFunc
-}
-
-func (c *cancelOnClose) Close() error {
-	err := c.ReadCloser.Close()
-	c.cancel()
-	return err
+// isHeaderTimeout recognises http.Transport's ResponseHeaderTimeout error
+// (dial and TLS handshake timeouts are reported as unreachable instead).
+func isHeaderTimeout(err error) bool {
+	return strings.Contains(err.Error(), "timeout awaiting response headers")
 }
 
 // drain reads a little of a discarded body so its connection can be reused.

@@ -39,6 +39,7 @@ func New(ctx context.Context, cfg *conf.Config, d Deps) (*Proxy, error) {
 	}
 	guard := NewGuard(cfg.Egress.AllowPrivate)
 	tunnel := tlsprofiles.NewTransport(nil, guard.DialContext)
+	tunnel.ResponseHeaderTimeout = conf.DefaultUpstreamTimeout
 	p := &Pipeline{match: NewMatcher(routes), tunnelUnknown: cfg.Egress.Unmatched == "tunnel", tunnel: tunnel}
 
 	var auth *proxyAuth

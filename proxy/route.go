@@ -30,7 +30,7 @@ type Route struct {
 	// PropagateTrace: inject authgress's trace context into upstream requests.
 	PropagateTrace bool
 
-	metricAttr metric.MeasurementOption // {connection=Name}
+	metricAttr []metric.RecordOption // {connection=Name}
 }
 
 // buildRoutes turns the connections into routes, creating one token slot
@@ -45,7 +45,7 @@ func buildRoutes(cfg *conf.Config, vaults vault.Set, profiles *tlsprofiles.Set, 
 	for _, name := range names {
 		c := cfg.Connections[name]
 		r := &Route{Name: name, Patterns: c.Patterns, Paths: c.Paths, Credential: c.Credential,
-			Transport: profiles.Transport(c.Profile), Timeout: c.Timeout.D, Insecure: c.AllowInsecure, TLSPort: "443",
+			Transport: profiles.Upstream(c.Profile, c.Timeout.D), Timeout: c.Timeout.D, Insecure: c.AllowInsecure, TLSPort: "443",
 			PropagateTrace: c.PropagateTrace, metricAttr: connectionAttr(name)}
 		prof, err := profiles.Profile(c.Profile)
 		if err != nil {

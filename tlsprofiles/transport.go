@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -81,16 +82,27 @@ func (t *Transport) renew() {
 	}()
 }
 
-// Set holds the loaded profiles and one transport per profile.
+// Set holds the loaded profiles and one transport per profile (and per
+// response-header timeout: upstream transports enforce a connection's
+// timeout themselves, without per-request timers).
 type Set struct {
 	profiles   map[string]*Profile
 	transports map[string]*Transport
 	def        *Transport
+
+	mu       sync.Mutex
+	upstream map[upstreamKey]*Transport
+}
+
+type upstreamKey struct {
+	profile string
+	timeout time.Duration
 }
 
 // NewSet returns an empty set (its default transport uses system trust).
 func NewSet() *Set {
-	return &Set{profiles: map[string]*Profile{}, transports: map[string]*Transport{}, def: newRotatingTransport(NewTransport(nil, nil))}
+	return &Set{profiles: map[string]*Profile{}, transports: map[string]*Transport{}, def: newRotatingTransport(NewTransport(nil, nil)),
+		upstream: map[upstreamKey]*Transport{}}
 }
 
 // Add loads the profile name; resolve reads its keystore password.
@@ -148,11 +160,46 @@ func (s *Set) Transport(name string) *Transport {
 	return s.def
 }
 
+// Upstream returns the profile's transport for upstream requests that must
+// see response headers within timeout (an error saying "timeout awaiting
+// response headers" otherwise). Connections with the same profile and
+// timeout share it; each has its own pool, so identities never mix.
+func (s *Set) Upstream(name string, timeout time.Duration) *Transport {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := upstreamKey{name, timeout}
+	if t, ok := s.upstream[k]; ok {
+		return t
+	}
+	base := s.Transport(name).base.Clone()
+	base.ResponseHeaderTimeout = timeout
+	t := newRotatingTransport(base)
+	s.upstream[k] = t
+	return t
+}
+
 // CloseIdle closes idle connections of every transport.
 func (s *Set) CloseIdle() {
 	s.def.CloseIdleConnections()
 	for _, t := range s.transports {
 		t.CloseIdleConnections()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, t := range s.upstream {
+		t.CloseIdleConnections()
+	}
+}
+
+// renew starts new pools for every transport of a profile (after rotation).
+func (s *Set) renew(name string) {
+	s.transports[name].renew()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, t := range s.upstream {
+		if k.profile == name {
+			t.renew()
+		}
 	}
 }
 
@@ -181,7 +228,7 @@ func (s *Set) watch(ctx context.Context, log *slog.Logger, name string, p *Profi
 			case err != nil:
 				log.Warn("client certificate change rejected; keeping the current one", "profile", name, "error", err.Error())
 			case rotated:
-				s.transports[name].renew()
+				s.renew(name)
 				st := p.Identity.State()
 				log.Info("client certificate rotated", "profile", name, "subject", st.Subject, "not_after", st.NotAfter.UTC().Format(time.RFC3339))
 			}
