@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/authgress/authgress/conf"
 	"github.com/authgress/authgress/internal/telemetry"
@@ -50,7 +51,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return exitProblem
 	}
-	log := newLogger(cfg, stderr)
+	lw := newLogWriter(stderr, 100*time.Millisecond)
+	defer lw.Close()
+	log := newLogger(cfg, lw)
 	for _, p := range probs {
 		log.Warn("config", "problem", p.String())
 	}
