@@ -18,12 +18,11 @@ import (
 // HashiVault is a real HashiCorp Vault dev server (built by
 // scripts/install-vault), in memory, on loopback.
 type HashiVault struct {
-	t         *testing.T
-	URL       string
-	root      string
-	unsealKey string
-	cmd       *exec.Cmd
-	out       *syncBuffer
+	t    *testing.T
+	URL  string
+	root string
+	cmd  *exec.Cmd
+	out  *syncBuffer
 }
 
 func vaultBinary(t *testing.T) string {
@@ -66,10 +65,21 @@ func startHashiVault(t *testing.T) *HashiVault {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if m := regexp.MustCompile(`Unseal Key: (\S+)`).FindStringSubmatch(v.out.String()); m != nil {
-		v.unsealKey = m[1]
-	}
 	return v
+}
+
+// UnsealKey is printed by the dev server, possibly after it starts serving.
+func (v *HashiVault) UnsealKey() string {
+	v.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := regexp.MustCompile(`Unseal Key: (\S+)`).FindStringSubmatch(v.out.String()); m != nil {
+			return m[1]
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	v.t.Fatalf("no unseal key in the dev server output:\n%s", v.out.String())
+	return ""
 }
 
 // API calls Vault with the root token and decodes the JSON answer.
@@ -207,10 +217,7 @@ func TestHashiCorpVaultErrorsAndSeal(t *testing.T) {
 	if e := decodeError(t, resp, body); resp.StatusCode != 502 || e.Error != "vault_unavailable" || !strings.Contains(e.Message, "sealed") {
 		t.Fatalf("sealed: %d %+v", resp.StatusCode, e)
 	}
-	if hv.unsealKey == "" {
-		t.Fatalf("no unseal key in the dev server output")
-	}
-	hv.API("PUT", "sys/unseal", map[string]string{"key": hv.unsealKey})
+	hv.API("PUT", "sys/unseal", map[string]string{"key": hv.UnsealKey()})
 	deadline := time.Now().Add(40 * time.Second)
 	for {
 		if resp, _ := a.Get("http://" + up.Addr + "/"); resp.StatusCode == 200 {
