@@ -110,6 +110,23 @@ func (a *Authgress) logLines() []map[string]any {
 	return lines
 }
 
+// WaitLog waits (up to 5s: log output is flushed every 100ms) for a log
+// line that match accepts, and returns it.
+func (a *Authgress) WaitLog(match func(map[string]any) bool) map[string]any {
+	a.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, l := range a.logLines() {
+			if match(l) {
+				return l
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	a.t.Fatalf("no such log line in:\n%s", a.out.String())
+	return nil
+}
+
 // stop sends SIGTERM, expects exit 0, and checks that no canary (the client
 // secret, any token an upstream saw) appears in anything authgress wrote.
 func (a *Authgress) stop() {

@@ -45,15 +45,7 @@ func TestPrefetchAndReadiness(t *testing.T) {
 	if n := count.n.Load(); n != 1 {
 		t.Fatalf("token requests before any traffic: %d, want 1", n)
 	}
-	fetched := false
-	for _, l := range a.logLines() {
-		if l["msg"] == "token fetched" && l["credential"] == "app" {
-			fetched = true
-		}
-	}
-	if !fetched {
-		t.Fatal("no 'token fetched' log line")
-	}
+	a.WaitLog(func(l map[string]any) bool { return l["msg"] == "token fetched" && l["credential"] == "app" })
 	if resp, _ := a.Get("http://" + up.Addr + "/"); resp.StatusCode != 200 || count.n.Load() != 1 {
 		t.Fatalf("first request: %d, token requests %d", resp.StatusCode, count.n.Load())
 	}

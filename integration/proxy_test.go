@@ -80,13 +80,8 @@ func TestHappyPathWithLiveToken(t *testing.T) {
 		t.Fatalf("client Authorization not replaced: %q", auth)
 	}
 
-	var access map[string]any
-	for _, l := range a.logLines() {
-		if l["msg"] == "request" {
-			access = l
-		}
-	}
-	if access == nil || access["connection"] != "api" || access["status"] != float64(200) || access["path"] != "/v1/items" {
+	access := a.WaitLog(func(l map[string]any) bool { return l["msg"] == "request" })
+	if access["connection"] != "api" || access["status"] != float64(200) || access["path"] != "/v1/items" {
 		t.Fatalf("access log line: %v", access)
 	}
 	if strings.Contains(a.out.String(), "private-query-value") {

@@ -183,6 +183,7 @@ func TestHashiCorpVaultAppRoleUnderLoad(t *testing.T) {
 	l := startLoad(a.Client(), "http://"+up.Addr+"/", 3)
 	time.Sleep(12 * time.Second) // twice the AppRole token's max TTL
 	ok, failed := l.finish()
+	time.Sleep(300 * time.Millisecond) // the log is flushed every 100ms
 	lookups := 0
 	for _, line := range a.logLines() {
 		if line["msg"] == "vault lookup" {
