@@ -3,7 +3,6 @@ package vault
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -86,22 +85,7 @@ func (c *CCP) Lookup(ctx context.Context, id string) (Secret, error) {
 	if err != nil {
 		return Secret{}, &Error{Vault: c.name, ID: id, Kind: ErrNotFound, Msg: err.Error()}
 	}
-	var last error
-	for attempt := 0; attempt <= c.retries; attempt++ {
-		if attempt > 0 {
-			select {
-			case <-ctx.Done():
-				return Secret{}, last
-			case <-time.After(c.backoff << (attempt - 1)):
-			}
-		}
-		s, err := c.get(ctx, u, id)
-		if err == nil || !errors.Is(err, ErrUnavailable) {
-			return s, err
-		}
-		last = err
-	}
-	return Secret{}, last
+	return withRetries(ctx, c.retries, c.backoff, func() (Secret, error) { return c.get(ctx, u, id) })
 }
 
 type ccpResponse struct {

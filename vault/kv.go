@@ -74,22 +74,7 @@ func (k *KV) fail(id string, kind error, msg string, err error) *Error {
 // Lookup reads the secret at <mount>/data/<id>; transient failures are
 // retried with backoff.
 func (k *KV) Lookup(ctx context.Context, id string) (Secret, error) {
-	var last error
-	for attempt := 0; attempt <= k.retries; attempt++ {
-		if attempt > 0 {
-			select {
-			case <-ctx.Done():
-				return Secret{}, last
-			case <-time.After(k.backoff << (attempt - 1)):
-			}
-		}
-		s, err := k.read(ctx, id, true)
-		if err == nil || !errors.Is(err, ErrUnavailable) {
-			return s, err
-		}
-		last = err
-	}
-	return Secret{}, last
+	return withRetries(ctx, k.retries, k.backoff, func() (Secret, error) { return k.read(ctx, id, true) })
 }
 
 type kvData struct {

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"sort"
 	"time"
 
@@ -146,11 +148,4 @@ func (a *app) status() statusDoc {
 	return doc
 }
 
-func sortedNames[T any](m map[string]T) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
+func sortedNames[T any](m map[string]T) []string { return slices.Sorted(maps.Keys(m)) }
