@@ -164,7 +164,7 @@ var (
 // checkKeys reports unknown keys and keys that differ from the schema only in
 // case (the TOML library would match those silently).
 func checkKeys(md toml.MetaData, r *reporter) {
-	root := reflect.TypeOf(rawConfigSchema{})
+	root := reflect.TypeOf(Config{})
 	for _, key := range md.Keys() {
 		path := strings.Join(key, ".") // Key.String() quotes parts; the position index does not
 		t := root
@@ -205,9 +205,6 @@ func checkKeys(md toml.MetaData, r *reporter) {
 		}
 	}
 }
-
-// rawConfigSchema is Config as the key checker sees it.
-type rawConfigSchema = Config
 
 func fieldFor(t reflect.Type, name string) (reflect.StructField, bool) {
 	var ci reflect.StructField

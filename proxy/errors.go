@@ -140,6 +140,11 @@ func tokenFailure(conn, credential string, err error) *Failure {
 	return f
 }
 
+// unmatchedDenied is the refusal of a host no connection matches.
+func unmatchedDenied(host string) *Failure {
+	return &Failure{Code: CodeEgressDenied, Message: fmt.Sprintf("no connection matches %s and unmatched traffic is denied (egress.unmatched = \"deny\")", host)}
+}
+
 // upstreamFailure classifies a round-trip error.
 func upstreamFailure(conn, host string, err error, timedOut bool, timeout time.Duration) *Failure {
 	f := &Failure{Connection: conn, Cause: err}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/authgress/authgress/conf"
 	"github.com/elazarl/goproxy"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -50,7 +51,7 @@ func newForward(p *Pipeline, auth *proxyAuth, guard *Guard, tunnelIdle time.Dura
 	gp.ConnectDialWithReq = f.dialTunnel
 	gp.KeepAcceptEncoding = true
 	gp.Logger = goproxyLogger{log}
-	gp.NonproxyHandler = http.HandlerFunc(notAProxyRequest)
+	gp.NonproxyHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { notAProxyRequest.Write(w) })
 	gp.ConnectionErrHandler = f.tunnelDialFailed
 	gp.OnRequest().DoFunc(func(r *http.Request, _ *goproxy.ProxyCtx) (*http.Request, *http.Response) {
 		info, _ := r.Context().Value(infoKey{}).(*reqInfo)
@@ -67,9 +68,7 @@ func newForward(p *Pipeline, auth *proxyAuth, guard *Guard, tunnelIdle time.Dura
 	return f
 }
 
-func notAProxyRequest(w http.ResponseWriter, _ *http.Request) {
-	(&Failure{Code: CodeBadRequest, Message: "authgress is a forward proxy: send requests with an absolute URL (set HTTP_PROXY=http://this-address)"}).Write(w)
-}
+var notAProxyRequest = &Failure{Code: CodeBadRequest, Message: "authgress is a forward proxy: send requests with an absolute URL (set HTTP_PROXY=http://this-address)"}
 
 func (f *Forward) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
@@ -98,7 +97,7 @@ func (f *Forward) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !r.URL.IsAbs() {
-		f.fail(sw, info, &Failure{Code: CodeBadRequest, Message: "authgress is a forward proxy: send requests with an absolute URL (set HTTP_PROXY=http://this-address)"})
+		f.fail(sw, info, notAProxyRequest)
 		return
 	}
 	f.gp.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), infoKey{}, info)))
@@ -120,7 +119,7 @@ func (f *Forward) connect(w http.ResponseWriter, sw *streamWriter, r *http.Reque
 	if err != nil {
 		host, port = hostport, "443"
 	}
-	norm, ok := normalizeHost(host)
+	norm, ok := conf.NormalizeHost(host)
 	if !ok || norm == "" {
 		f.fail(sw, info, &Failure{Code: CodeBadRequest, Message: "the CONNECT target is not a valid host:port"})
 		return
@@ -132,17 +131,12 @@ func (f *Forward) connect(w http.ResponseWriter, sw *streamWriter, r *http.Reque
 		return
 	}
 	if !f.pipeline.tunnelUnknown {
-		f.fail(sw, info, &Failure{Code: CodeEgressDenied, Message: fmt.Sprintf("no connection matches %s and unmatched traffic is denied (egress.unmatched = \"deny\")", norm)})
+		f.fail(sw, info, unmatchedDenied(norm))
 		return
 	}
 	addrs, err := f.guard.Resolve(r.Context(), host)
 	if err != nil {
-		var denied *DeniedError
-		if errors.As(err, &denied) {
-			f.fail(sw, info, &Failure{Code: CodeEgressDenied, private: true, Message: fmt.Sprintf("%s resolves to a %s, which unmatched traffic may not reach (egress.allow_private)", norm, denied.Reason)})
-			return
-		}
-		f.fail(sw, info, upstreamFailure("", norm, err, false, 0))
+		f.fail(sw, info, upstreamFailure("", norm, err, false, 0)) // DeniedError becomes egress_denied
 		return
 	}
 	sw.status = http.StatusOK

@@ -3,8 +3,6 @@ package proxy
 import (
 	"sort"
 	"strings"
-
-	"github.com/authgress/authgress/conf"
 )
 
 // Matcher finds the connection for a request: exact host+port, then exact
@@ -111,9 +109,4 @@ func pathHasPrefix(path, prefix string) bool {
 		return false
 	}
 	return len(path) == len(prefix) || path[len(prefix)] == '/'
-}
-
-// normalizeHost is conf.NormalizeHost for request hosts (IPv6 literals pass).
-func normalizeHost(h string) (string, bool) {
-	return conf.NormalizeHost(h)
 }

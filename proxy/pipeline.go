@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -68,7 +67,7 @@ func (p *Pipeline) Do(req *http.Request) (resp *http.Response, connection, code 
 
 // Serve handles one absolute-URI request (GET http://host/path).
 func (p *Pipeline) Serve(req *http.Request, info *reqInfo) *http.Response {
-	host, ok := normalizeHost(req.URL.Hostname())
+	host, ok := conf.NormalizeHost(req.URL.Hostname())
 	if !ok || host == "" {
 		return info.fail(&Failure{Code: CodeBadRequest, Message: "the request URL has no valid host"}, req)
 	}
@@ -84,7 +83,7 @@ func (p *Pipeline) Serve(req *http.Request, info *reqInfo) *http.Response {
 
 	if route == nil {
 		if !p.tunnelUnknown {
-			return info.fail(&Failure{Code: CodeEgressDenied, Message: fmt.Sprintf("no connection matches %s and unmatched traffic is denied (egress.unmatched = \"deny\")", host)}, req)
+			return info.fail(unmatchedDenied(host), req)
 		}
 		req.Host = req.URL.Host
 		return p.send(nil, req, info, host)
@@ -116,7 +115,7 @@ func (p *Pipeline) Serve(req *http.Request, info *reqInfo) *http.Response {
 	}
 	req.Header.Set("Authorization", tok.Authorization())
 	resp := p.send(route, req, info, host)
-	if resp.StatusCode != http.StatusUnauthorized || info.code != "" {
+	if resp.StatusCode != http.StatusUnauthorized { // our own failures are never 401
 		return resp
 	}
 	// The upstream rejected the token: drop exactly that token, get a fresh
@@ -173,19 +172,10 @@ func defaultPort(scheme string) string {
 
 func joinHostPort(host, port, def string) string {
 	if port == def || port == "" {
-		if len(host) > 0 && host[0] != '[' && containsColon(host) {
+		if strings.Contains(host, ":") { // an IPv6 literal
 			return "[" + host + "]"
 		}
 		return host
 	}
 	return net.JoinHostPort(host, port)
-}
-
-func containsColon(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] == ':' {
-			return true
-		}
-	}
-	return false
 }

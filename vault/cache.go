@@ -91,7 +91,7 @@ func (c *Cached) fetch(ctx context.Context, id string, l *lookup) {
 		span.SetStatus(codes.Error, Result(err))
 	}
 	span.End()
-	recordLookup(c.Name, err, took)
+	recordLookup(c.Name, err)
 	if err != nil {
 		c.Log.Warn("vault lookup failed", "vault", c.Name, "id", id, "result", Result(err), "error", err.Error(), "duration_ms", took.Milliseconds())
 	} else {

@@ -47,14 +47,11 @@ func NewCCP(c CCPConfig) *CCP {
 		retries: 2, backoff: 250 * time.Millisecond}
 }
 
-// ParseCCPID splits a credential ID: see conf.ParseCCPID.
-func ParseCCPID(id string) (safe, object, policyID string, err error) { return conf.ParseCCPID(id) }
-
 // ccpEscape encodes a query value; spaces become %20, never '+'.
 func ccpEscape(v string) string { return strings.ReplaceAll(url.QueryEscape(v), "+", "%20") }
 
 func (c *CCP) query(id string) (string, error) {
-	safe, object, policy, err := ParseCCPID(id)
+	safe, object, policy, err := conf.ParseCCPID(id)
 	if err != nil {
 		return "", err
 	}

@@ -3,7 +3,6 @@ package vault
 import (
 	"context"
 	"errors"
-	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -32,6 +31,6 @@ func Result(err error) string {
 	return "unavailable"
 }
 
-func recordLookup(vault string, err error, _ time.Duration) {
+func recordLookup(vault string, err error) {
 	requestsTotal.Add(context.Background(), 1, metric.WithAttributes(attribute.String("vault", vault), attribute.String("result", Result(err))))
 }

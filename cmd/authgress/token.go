@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/authgress/authgress/proxy"
@@ -48,7 +49,7 @@ func cmdToken(args []string, stdout, stderr io.Writer) int {
 		return exitProblem
 	}
 	fmt.Fprintf(stdout, "credential  %s\ntype        %s\nscopes      requested %q, granted %q\nexpires     in %s (%s)\nfetched in  %s\n",
-		name, tok.Type, joinScopes(cred.Scopes), tok.Scope,
+		name, tok.Type, strings.Join(cred.Scopes, " "), tok.Scope,
 		time.Until(tok.ExpiresAt).Round(time.Second), tok.ExpiresAt.UTC().Format(time.RFC3339), time.Since(start).Round(time.Millisecond))
 	if *show {
 		fmt.Fprintf(stdout, "token       %s\n", tok.Value)
@@ -65,15 +66,4 @@ func failedStage(err error) string {
 		return "vault"
 	}
 	return "token endpoint"
-}
-
-func joinScopes(s []string) string {
-	out := ""
-	for i, x := range s {
-		if i > 0 {
-			out += " "
-		}
-		out += x
-	}
-	return out
 }
