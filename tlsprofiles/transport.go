@@ -2,6 +2,7 @@ package tlsprofiles
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/authgress/authgress/conf"
+	"github.com/authgress/authgress/internal/neterr"
 )
 
 // Transport settings shared by every upstream transport.
@@ -28,16 +30,23 @@ type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 // NewTransport returns an upstream transport using the profile's TLS settings
 // (nil: system roots, TLS 1.2+). dial replaces the default dialer when set.
 // It never reads proxy settings from the environment and never decompresses:
-// a proxy passes bodies through as they are.
+// a proxy passes bodies through as they are. Dial and TLS handshake failures
+// come back as *neterr.ConnectError, so callers can tell "nothing was sent"
+// from a failure after the request went out.
 func NewTransport(p *Profile, dial DialFunc) *http.Transport {
 	if dial == nil {
 		dial = (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext
 	}
+	cfg := p.ClientConfig()
+	if len(cfg.NextProtos) == 0 {
+		cfg.NextProtos = []string{"h2", "http/1.1"}
+	}
+	c := connector{dial: dial, tls: cfg}
 	return &http.Transport{
 		Proxy:                 nil,
-		DialContext:           dial,
-		TLSClientConfig:       p.ClientConfig(),
-		TLSHandshakeTimeout:   tlsHandshakeTimeout,
+		DialContext:           c.dialTCP,
+		DialTLSContext:        c.dialTLS,
+		TLSClientConfig:       cfg,
 		IdleConnTimeout:       idleConnTimeout,
 		MaxIdleConns:          0,
 		MaxIdleConnsPerHost:   maxIdlePerHost,
@@ -45,6 +54,46 @@ func NewTransport(p *Profile, dial DialFunc) *http.Transport {
 		DisableCompression:    true,
 		ForceAttemptHTTP2:     true,
 	}
+}
+
+// connector dials upstream connections and types their failures.
+type connector struct {
+	dial DialFunc
+	tls  *tls.Config
+}
+
+func (c connector) dialTCP(ctx context.Context, network, addr string) (net.Conn, error) {
+	conn, err := c.dial(ctx, network, addr)
+	if err != nil {
+		return nil, &neterr.ConnectError{Err: err}
+	}
+	return conn, nil
+}
+
+// dialTLS dials and completes the TLS handshake within tlsHandshakeTimeout.
+// The server name is the address's host unless the profile overrides it.
+func (c connector) dialTLS(ctx context.Context, network, addr string) (net.Conn, error) {
+	conn, err := c.dialTCP(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	cfg := c.tls
+	if cfg.ServerName == "" {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			host = addr
+		}
+		cfg = cfg.Clone()
+		cfg.ServerName = host
+	}
+	tc := tls.Client(conn, cfg)
+	hctx, cancel := context.WithTimeout(ctx, tlsHandshakeTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		_ = conn.Close()
+		return nil, &neterr.ConnectError{TLS: true, Err: err}
+	}
+	return tc, nil
 }
 
 // Transport is a profile's upstream transport. After its client identity
@@ -118,17 +167,6 @@ func (s *Set) Add(ctx context.Context, name string, p *conf.Profile, resolve Res
 
 // Has reports whether the profile name is loaded.
 func (s *Set) Has(name string) bool { _, ok := s.profiles[name]; return ok }
-
-// Build loads every configured profile; resolve reads keystore passwords.
-func Build(ctx context.Context, cfg *conf.Config, resolve Resolver) (*Set, error) {
-	s := NewSet()
-	for name, p := range cfg.Profiles {
-		if err := s.Add(ctx, name, p, resolve); err != nil {
-			return nil, err
-		}
-	}
-	return s, nil
-}
 
 // Profile returns the named profile (nil for "").
 func (s *Set) Profile(name string) (*Profile, error) {

@@ -73,3 +73,14 @@ func TLSReason(err error) string {
 	}
 	return ""
 }
+
+// ConnectError is a failure to set up a connection to a server (dial or
+// TLS handshake): nothing of the request was sent, so it is always safe to
+// try another server.
+type ConnectError struct {
+	TLS bool // the TCP connection was made; the TLS handshake failed
+	Err error
+}
+
+func (e *ConnectError) Error() string { return e.Err.Error() }
+func (e *ConnectError) Unwrap() error { return e.Err }
