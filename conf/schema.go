@@ -68,7 +68,11 @@ type Egress struct {
 // Intercept configures CONNECT interception for matched hosts.
 type Intercept struct {
 	CACert string `toml:"ca_cert"`
-	CAKey  string `toml:"ca_key"`
+	// CAKey is a path, or a secret reference; validation turns a path into
+	// a { file = PATH } reference.
+	CAKey     Secret   `toml:"ca_key"`
+	CacheSize int      `toml:"cache_size"`
+	LeafTTL   Duration `toml:"leaf_ttl"`
 }
 
 // Vault is one secret store backend instance.

@@ -30,6 +30,8 @@ const (
 	DefaultTokenTTL          = 5 * time.Minute
 	DefaultTokenTimeout      = 10 * time.Second
 	DefaultUpstreamTimeout   = 30 * time.Second
+	DefaultLeafCacheSize     = 10000
+	DefaultLeafTTL           = 24 * time.Hour
 )
 
 var nameRe = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
@@ -45,7 +47,7 @@ func (v *validator) run() {
 	v.log()
 	v.egress()
 	if v.cfg.Intercept != nil {
-		v.r.errorf("intercept", "CONNECT interception is not available in this version of authgress: remove [intercept] and have clients call http:// URLs through the proxy (it upgrades them to https)")
+		v.intercept(v.cfg.Intercept)
 	}
 	for _, name := range sortedKeys(v.cfg.Profiles) {
 		v.profile(name, v.cfg.Profiles[name])
@@ -397,6 +399,33 @@ func IsLoopbackHost(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+func (v *validator) intercept(ic *Intercept) {
+	if ic.CACert == "" {
+		v.r.errorf("intercept.ca_cert", "is required: the PEM interception CA certificate (create one with `authgress ca init`)")
+	}
+	v.file("intercept.ca_cert", &ic.CACert)
+	switch {
+	case !ic.CAKey.Set:
+		v.r.errorf("intercept.ca_key", "is required: the CA's private key, as a path or a secret reference")
+	case ic.CAKey.IsLiteral(): // a path
+		p := ic.CAKey.Literal
+		v.file("intercept.ca_key", &p)
+		ic.CAKey = Secret{File: p, Set: true}
+	default:
+		v.secret("intercept.ca_key", &ic.CAKey, true)
+	}
+	switch {
+	case ic.CacheSize == 0:
+		ic.CacheSize = DefaultLeafCacheSize
+	case ic.CacheSize < 1 || ic.CacheSize > 1000000:
+		v.r.errorf("intercept.cache_size", "must be between 1 and 1000000")
+	}
+	v.duration("intercept.leaf_ttl", &ic.LeafTTL, DefaultLeafTTL)
+	if ic.LeafTTL.D < time.Hour {
+		v.r.errorf("intercept.leaf_ttl", "must be at least 1h")
+	}
 }
 
 func (v *validator) profile(name string, pr *Profile) {

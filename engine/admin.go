@@ -1,4 +1,4 @@
-package main
+package engine
 
 import (
 	"encoding/json"
@@ -16,11 +16,12 @@ import (
 // adminServer serves /healthz (alive), /readyz (config loaded and every
 // prefetch credential holds a token), /metrics (Prometheus) and /status
 // (JSON, never a token or secret value).
-func (a *app) adminServer(metrics http.Handler) *http.Server {
+func (e *Engine) adminServer() *http.Server {
+	metrics := e.opts.Metrics
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		for _, s := range a.cur.Load().prefetch {
+		for _, s := range e.cur.Load().prefetch {
 			if !s.Ready() {
 				w.WriteHeader(http.StatusServiceUnavailable)
 				fmt.Fprintf(w, "waiting for a token for credential %q\n", s.Name)
@@ -37,12 +38,13 @@ func (a *app) adminServer(metrics http.Handler) *http.Server {
 		w.Header().Set("Cache-Control", "no-store")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(a.status())
+		_ = enc.Encode(e.Status())
 	})
 	return &http.Server{Handler: mux, ReadHeaderTimeout: conf.DefaultReadHeaderTimeout, IdleTimeout: conf.DefaultIdleTimeout}
 }
 
-type statusDoc struct {
+// StatusDoc is the /status document.
+type StatusDoc struct {
 	Version     string             `json:"version"`
 	Config      string             `json:"config"`
 	LoadedAt    time.Time          `json:"loaded_at"`
@@ -50,6 +52,15 @@ type statusDoc struct {
 	Credentials []credentialStatus `json:"credentials"`
 	Vaults      []vaultStatus      `json:"vaults"`
 	Profiles    []profileStatus    `json:"profiles"`
+	Intercept   *interceptStatus   `json:"intercept,omitempty"`
+}
+
+type interceptStatus struct {
+	CASubject     string    `json:"ca_subject"`
+	CANotAfter    time.Time `json:"ca_not_after"`
+	LeavesCached  int       `json:"leaves_cached"`
+	LeavesMinted  int64     `json:"leaves_minted"`
+	ActiveTunnels int       `json:"active_tunnels"`
 }
 
 type profileStatus struct {
@@ -96,9 +107,11 @@ type vaultStatus struct {
 	LastError     string     `json:"last_error,omitempty"`
 }
 
-func (a *app) status() statusDoc {
-	rt := a.cur.Load()
-	doc := statusDoc{Version: version, Config: rt.cfg.Path, LoadedAt: rt.loadedAt}
+// Status is what /status serves: per connection, credential, vault,
+// profile and the interception CA — never a token or secret value.
+func (e *Engine) Status() StatusDoc {
+	rt := e.cur.Load()
+	doc := StatusDoc{Version: e.opts.Version, Config: rt.cfg.Path, LoadedAt: rt.loadedAt}
 	for _, r := range rt.proxy.Routes {
 		c := connectionStatus{Name: r.Name, Paths: r.Paths, Credential: r.Credential, Profile: rt.cfg.Connections[r.Name].Profile}
 		for _, p := range r.Patterns {
@@ -109,7 +122,7 @@ func (a *app) status() statusDoc {
 		}
 		doc.Connections = append(doc.Connections, c)
 	}
-	for _, s := range a.tokens.Slots() {
+	for _, s := range e.tokens.Slots() {
 		st := s.State()
 		c := credentialStatus{Name: s.Name, Scopes: s.Scopes, TokenState: "none", LastError: st.LastError, Fetches: st.Fetches}
 		if st.HasToken {
@@ -144,6 +157,10 @@ func (a *app) status() statusDoc {
 			ps.ClientCertificate = c
 		}
 		doc.Profiles = append(doc.Profiles, ps)
+	}
+	if ca := rt.proxy.Intercept; ca != nil {
+		doc.Intercept = &interceptStatus{CASubject: ca.Certificate().Subject.String(), CANotAfter: ca.Certificate().NotAfter,
+			LeavesCached: ca.Cached(), LeavesMinted: ca.Mints(), ActiveTunnels: e.tunnels.Active()}
 	}
 	return doc
 }

@@ -1,4 +1,4 @@
-package proxy
+package engine
 
 import (
 	"io"
@@ -47,7 +47,7 @@ allow_insecure = true
 		req := httptest.NewRequest("GET", target, nil)
 		req.RequestURI = target
 		w := &discardWriter{h: http.Header{}}
-		h.proxy.Forward.ServeHTTP(w, req)
+		h.eng.ServeHTTP(w, req)
 	}
 	run()
 	b.ReportAllocs()

@@ -1,4 +1,4 @@
-package proxy
+package engine
 
 import (
 	"context"
@@ -19,9 +19,7 @@ import (
 	"time"
 
 	"github.com/authgress/authgress/conf"
-	"github.com/authgress/authgress/tlsprofiles"
 	"github.com/authgress/authgress/tokencache"
-	"github.com/authgress/authgress/vault"
 )
 
 // idp is a token endpoint issuing tok-1, tok-2, ...
@@ -86,12 +84,12 @@ func echo(w http.ResponseWriter, r *http.Request) {
 }
 
 type harness struct {
-	t     testing.TB
-	proxy *Proxy
-	srv   *httptest.Server
-	tok   *tokencache.Cache
-	logs  *strings.Builder
-	mu    *sync.Mutex
+	t    testing.TB
+	eng  *Engine
+	url  string
+	tok  *tokencache.Cache
+	logs *strings.Builder
+	mu   *sync.Mutex
 }
 
 // newHarness builds a proxy from config text; {{UP}}, {{CA}}, {{IDP}} and
@@ -111,25 +109,18 @@ func newHarness(t testing.TB, text string, up *upstream, i *idp) *harness {
 	if probs.HasErrors() {
 		t.Fatalf("config:\n%v", probs)
 	}
+	cfg.Server.Listen, cfg.Server.Admin = "127.0.0.1:0", ""
 	logs, mu := &strings.Builder{}, &sync.Mutex{}
 	log := slog.New(slog.NewTextHandler(lockedWriter{logs, mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	vaults, err := vault.Build(cfg, log)
+	eng, err := New(context.Background(), cfg, Options{Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	profiles, err := tlsprofiles.Build(context.Background(), cfg, vaults.Resolve)
-	if err != nil {
+	if err := eng.Start(); err != nil {
 		t.Fatal(err)
 	}
-	tokens := tokencache.New(log)
-	p, err := New(context.Background(), cfg, Deps{Vaults: vaults, Profiles: profiles, Tokens: tokens, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(p.Forward)
-	t.Cleanup(srv.Close)
-	t.Cleanup(profiles.CloseIdle)
-	return &harness{t: t, proxy: p, srv: srv, tok: tokens, logs: logs, mu: mu}
+	t.Cleanup(eng.Close)
+	return &harness{t: t, eng: eng, url: "http://" + eng.ProxyAddr(), tok: eng.tokens, logs: logs, mu: mu}
 }
 
 func idpURL(i *idp) string {
@@ -151,7 +142,7 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 }
 
 func (h *harness) client() *http.Client {
-	pu, _ := url.Parse(h.srv.URL)
+	pu, _ := url.Parse(h.url)
 	return &http.Client{
 		Transport:     &http.Transport{Proxy: http.ProxyURL(pu), DisableCompression: true},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },

@@ -1,10 +1,11 @@
-package proxy
+package engine
 
 import (
 	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/authgress/authgress/proxy"
 	"io"
 	"net"
 	"net/http"
@@ -70,7 +71,7 @@ func TestUpstreamErrorsPassThrough(t *testing.T) {
 	})
 	h := newHarness(t, baseConfig, up, i)
 	resp, body := h.get("http://" + up.hostPort() + "/")
-	if resp.StatusCode != 503 || body != "upstream says no" || resp.Header.Get("X-Upstream") != "yes" || resp.Header.Get(ErrorHeader) != "" {
+	if resp.StatusCode != 503 || body != "upstream says no" || resp.Header.Get("X-Upstream") != "yes" || resp.Header.Get(proxy.ErrorHeader) != "" {
 		t.Fatalf("status %d body %q headers %v", resp.StatusCode, body, resp.Header)
 	}
 }
@@ -176,7 +177,7 @@ func TestNoReplayForLargeBodies(t *testing.T) {
 		w.WriteHeader(401)
 	})
 	h := newHarness(t, baseConfig, up, i)
-	big := bytes.Repeat([]byte("y"), ReplayLimit+1)
+	big := bytes.Repeat([]byte("y"), proxy.ReplayLimit+1)
 	for _, chunked := range []bool{false, true} {
 		calls.Store(0)
 		var body io.Reader = bytes.NewReader(big)
@@ -205,8 +206,8 @@ func decodeErr(t *testing.T, resp *http.Response, body string) errBody {
 	if err := json.Unmarshal([]byte(body), &e); err != nil {
 		t.Fatalf("error body is not JSON: %q", body)
 	}
-	if resp.Header.Get(ErrorHeader) != e.Error || resp.Header.Get("Content-Type") != "application/json" {
-		t.Fatalf("header %q vs body %q", resp.Header.Get(ErrorHeader), e.Error)
+	if resp.Header.Get(proxy.ErrorHeader) != e.Error || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("header %q vs body %q", resp.Header.Get(proxy.ErrorHeader), e.Error)
 	}
 	for _, leak := range []string{"canary-client-secret", "dial tcp", "tok-"} {
 		if strings.Contains(body, leak) {
@@ -222,7 +223,7 @@ func TestErrorCodes(t *testing.T) {
 		h := newHarness(t, baseConfig, up, nil) // token_url on port 1
 		resp, body := h.get("http://" + up.hostPort() + "/")
 		e := decodeErr(t, resp, body)
-		if resp.StatusCode != 502 || e.Error != CodeTokenUnavailable || e.Connection != "api" || resp.Header.Get("Retry-After") == "" {
+		if resp.StatusCode != 502 || e.Error != proxy.CodeTokenUnavailable || e.Connection != "api" || resp.Header.Get("Retry-After") == "" {
 			t.Fatalf("%d %+v retry-after %q", resp.StatusCode, e, resp.Header.Get("Retry-After"))
 		}
 	})
@@ -231,7 +232,7 @@ func TestErrorCodes(t *testing.T) {
 		h := newHarness(t, strings.Replace(baseConfig, `id = "app"`, `id = "wrong"`, 1), up, i)
 		resp, body := h.get("http://" + up.hostPort() + "/")
 		e := decodeErr(t, resp, body)
-		if resp.StatusCode != 502 || e.Error != CodeTokenRejected || !strings.Contains(e.Message, "invalid_client") {
+		if resp.StatusCode != 502 || e.Error != proxy.CodeTokenRejected || !strings.Contains(e.Message, "invalid_client") {
 			t.Fatalf("%d %+v", resp.StatusCode, e)
 		}
 	})
@@ -239,7 +240,7 @@ func TestErrorCodes(t *testing.T) {
 		i := newIDP(t)
 		h := newHarness(t, strings.Replace(baseConfig, `id = "app"`, `id = "absent"`, 1), up, i)
 		resp, body := h.get("http://" + up.hostPort() + "/")
-		if e := decodeErr(t, resp, body); resp.StatusCode != 502 || e.Error != CodeCredentialNotFound {
+		if e := decodeErr(t, resp, body); resp.StatusCode != 502 || e.Error != proxy.CodeCredentialNotFound {
 			t.Fatalf("%d %+v", resp.StatusCode, e)
 		}
 	})
@@ -250,7 +251,7 @@ func TestErrorCodes(t *testing.T) {
 		ln.Close()
 		h := newHarness(t, strings.Replace(baseConfig, `hosts = ["{{UP}}"]`, `hosts = ["`+addr+`"]`, 1), up, i)
 		resp, body := h.get("http://" + addr + "/")
-		if e := decodeErr(t, resp, body); resp.StatusCode != 502 || e.Error != CodeUpstreamUnreachable || !strings.Contains(e.Message, "connection refused") {
+		if e := decodeErr(t, resp, body); resp.StatusCode != 502 || e.Error != proxy.CodeUpstreamUnreachable || !strings.Contains(e.Message, "connection refused") {
 			t.Fatalf("%d %+v", resp.StatusCode, e)
 		}
 	})
@@ -258,7 +259,7 @@ func TestErrorCodes(t *testing.T) {
 		i := newIDP(t)
 		h := newHarness(t, strings.Replace(baseConfig, `profile = "up"`, ``, 1), up, i)
 		resp, body := h.get("http://" + up.hostPort() + "/")
-		if e := decodeErr(t, resp, body); resp.StatusCode != 502 || e.Error != CodeUpstreamUnreachable || !strings.Contains(e.Message, "unknown authority") {
+		if e := decodeErr(t, resp, body); resp.StatusCode != 502 || e.Error != proxy.CodeUpstreamUnreachable || !strings.Contains(e.Message, "unknown authority") {
 			t.Fatalf("%d %+v", resp.StatusCode, e)
 		}
 	})
@@ -268,19 +269,19 @@ func TestErrorCodes(t *testing.T) {
 		slow.handle(func(w http.ResponseWriter, r *http.Request) { time.Sleep(3 * time.Second) })
 		h := newHarness(t, baseConfig, slow, i)
 		resp, body := h.get("http://" + slow.hostPort() + "/")
-		if e := decodeErr(t, resp, body); resp.StatusCode != 504 || e.Error != CodeUpstreamTimeout {
+		if e := decodeErr(t, resp, body); resp.StatusCode != 504 || e.Error != proxy.CodeUpstreamTimeout {
 			t.Fatalf("%d %+v", resp.StatusCode, e)
 		}
 	})
 	t.Run("origin-form request", func(t *testing.T) {
 		h := newHarness(t, baseConfig, up, nil)
-		resp, err := http.Get(h.srv.URL + "/direct")
+		resp, err := http.Get(h.url + "/direct")
 		if err != nil {
 			t.Fatal(err)
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if e := decodeErr(t, resp, string(b)); resp.StatusCode != 400 || e.Error != CodeBadRequest {
+		if e := decodeErr(t, resp, string(b)); resp.StatusCode != 400 || e.Error != proxy.CodeBadRequest {
 			t.Fatalf("%d %+v", resp.StatusCode, e)
 		}
 	})
@@ -303,7 +304,7 @@ func connect(t *testing.T, proxyURL, target string, extra string) (int, string) 
 		return 200, ""
 	}
 	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header.Get(ErrorHeader) + " " + string(b)
+	return resp.StatusCode, resp.Header.Get(proxy.ErrorHeader) + " " + string(b)
 }
 
 func TestEgressPolicy(t *testing.T) {
@@ -312,13 +313,13 @@ func TestEgressPolicy(t *testing.T) {
 	t.Run("deny", func(t *testing.T) {
 		h := newHarness(t, baseConfig, up, i)
 		resp, body := h.get("http://unmatched.example/")
-		if e := decodeErr(t, resp, body); resp.StatusCode != 403 || e.Error != CodeEgressDenied {
+		if e := decodeErr(t, resp, body); resp.StatusCode != 403 || e.Error != proxy.CodeEgressDenied {
 			t.Fatalf("%d %+v", resp.StatusCode, e)
 		}
-		if code, b := connect(t, h.srv.URL, "unmatched.example:443", ""); code != 403 || !strings.HasPrefix(b, CodeEgressDenied) {
+		if code, b := connect(t, h.url, "unmatched.example:443", ""); code != 403 || !strings.HasPrefix(b, proxy.CodeEgressDenied) {
 			t.Fatalf("CONNECT %d %s", code, b)
 		}
-		if code, b := connect(t, h.srv.URL, up.hostPort(), ""); code != 403 || !strings.HasPrefix(b, CodeInterceptDisabled) {
+		if code, b := connect(t, h.url, up.hostPort(), ""); code != 403 || !strings.HasPrefix(b, proxy.CodeInterceptDisabled) {
 			t.Fatalf("CONNECT matched %d %s", code, b)
 		}
 	})
@@ -326,11 +327,11 @@ func TestEgressPolicy(t *testing.T) {
 		h := newHarness(t, baseConfig+"\n[egress]\nunmatched = \"tunnel\"\n", up, i)
 		for _, u := range []string{"http://" + strings.Replace(plain, "127.0.0.1", "localhost", 1) + "/", "http://169.254.169.254/latest/meta-data/", "http://[::1]:1/"} {
 			resp, body := h.get(u)
-			if e := decodeErr(t, resp, body); resp.StatusCode != 403 || e.Error != CodeEgressDenied {
+			if e := decodeErr(t, resp, body); resp.StatusCode != 403 || e.Error != proxy.CodeEgressDenied {
 				t.Fatalf("%s: %d %+v", u, resp.StatusCode, e)
 			}
 		}
-		if code, b := connect(t, h.srv.URL, strings.Replace(plain, "127.0.0.1", "localhost", 1), ""); code != 403 || !strings.HasPrefix(b, CodeEgressDenied) {
+		if code, b := connect(t, h.url, strings.Replace(plain, "127.0.0.1", "localhost", 1), ""); code != 403 || !strings.HasPrefix(b, proxy.CodeEgressDenied) {
 			t.Fatalf("CONNECT loopback %d %s", code, b)
 		}
 	})
@@ -342,7 +343,7 @@ func TestEgressPolicy(t *testing.T) {
 		if resp.StatusCode != 200 || resp.Header.Get("X-Seen-Authorization") != "Bearer app-own" || body != "GET /p body=0" {
 			t.Fatalf("%d %q %q", resp.StatusCode, resp.Header.Get("X-Seen-Authorization"), body)
 		}
-		if code, _ := connect(t, h.srv.URL, plain, ""); code != 200 {
+		if code, _ := connect(t, h.url, plain, ""); code != 200 {
 			t.Fatalf("CONNECT allowed: %d", code)
 		}
 	})
@@ -358,7 +359,7 @@ func TestProxyAuthentication(t *testing.T) {
 	t.Setenv("AG_PROXY_PW", "pw-1")
 	h := newHarness(t, baseConfig+"\n[server.auth]\nusers = [{ name = \"app1\", password = { env = \"AG_PROXY_PW\" } }]\n", up, i)
 	resp, body := h.get("http://" + up.hostPort() + "/")
-	if e := decodeErr(t, resp, body); resp.StatusCode != 407 || e.Error != CodeProxyAuthRequired || resp.Header.Get("Proxy-Authenticate") == "" {
+	if e := decodeErr(t, resp, body); resp.StatusCode != 407 || e.Error != proxy.CodeProxyAuthRequired || resp.Header.Get("Proxy-Authenticate") == "" {
 		t.Fatalf("%d %+v", resp.StatusCode, e)
 	}
 	for _, cred := range []string{"app1:wrong", "nobody:pw-1"} {
@@ -374,7 +375,7 @@ func TestProxyAuthentication(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Header.Get("X-Seen-Proxy-Authorization") != "" {
 		t.Fatalf("%d, upstream saw %q", resp.StatusCode, resp.Header.Get("X-Seen-Proxy-Authorization"))
 	}
-	if code, _ := connect(t, h.srv.URL, "unmatched.example:443", ""); code != 407 {
+	if code, _ := connect(t, h.url, "unmatched.example:443", ""); code != 407 {
 		t.Fatalf("CONNECT without auth: %d", code)
 	}
 }

@@ -22,21 +22,25 @@ func newProxyAuth(passwords map[string]string) *proxyAuth {
 	return a
 }
 
-func (a *proxyAuth) allows(r *http.Request) bool {
+// check returns the authenticated user name, or ok = false.
+func (a *proxyAuth) check(r *http.Request) (user string, ok bool) {
 	h := r.Header.Get("Proxy-Authorization")
 	scheme, cred, ok := strings.Cut(h, " ")
 	if !ok || !strings.EqualFold(scheme, "basic") {
-		return false
+		return "", false
 	}
 	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
 	if err != nil {
-		return false
+		return "", false
 	}
 	user, pass, ok := strings.Cut(string(raw), ":")
 	if !ok {
-		return false
+		return "", false
 	}
 	want, known := a.users[user]
 	got := sha256.Sum256([]byte(pass))
-	return subtle.ConstantTimeCompare(got[:], want[:]) == 1 && known
+	if subtle.ConstantTimeCompare(got[:], want[:]) != 1 || !known {
+		return "", false
+	}
+	return user, true
 }

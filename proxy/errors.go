@@ -30,6 +30,7 @@ const (
 	CodeUpstreamUnreachable  = "upstream_unreachable"
 	CodeUpstreamTimeout      = "upstream_timeout"
 	CodeNoAgentAvailable     = "no_agent_available"
+	CodeMisdirected          = "misdirected_request"
 	CodeBadRequest           = "bad_request" // not a proxy request, or malformed
 )
 
@@ -45,11 +46,16 @@ var codeStatus = map[string]int{
 	CodeUpstreamUnreachable:  http.StatusBadGateway,
 	CodeUpstreamTimeout:      http.StatusGatewayTimeout,
 	CodeNoAgentAvailable:     http.StatusServiceUnavailable,
+	CodeMisdirected:          http.StatusMisdirectedRequest,
 	CodeBadRequest:           http.StatusBadRequest,
 }
 
-// ErrorHeader carries the error code on every response authgress produces.
-const ErrorHeader = "X-Authgress-Error"
+// ErrorHeader carries the error code on every response authgress produces;
+// MessageHeader repeats the message where clients hide the body (CONNECT).
+const (
+	ErrorHeader   = "X-Authgress-Error"
+	MessageHeader = "X-Authgress-Message"
+)
 
 // Failure is a classified pipeline failure: what the client is told.
 type Failure struct {
@@ -59,7 +65,10 @@ type Failure struct {
 	RetryAfter time.Duration
 	Cause      error // for logs only
 	private    bool  // egress_denied because of a private destination address
+	headline   bool  // the message is also the reason phrase and X-Authgress-Message
 }
+
+func (f *Failure) Error() string { return f.Code + ": " + f.Message }
 
 type errorBody struct {
 	Error      string `json:"error"`
@@ -72,7 +81,12 @@ func (f *Failure) Response(req *http.Request) *http.Response {
 	body, _ := json.Marshal(errorBody{Error: f.Code, Connection: f.Connection, Message: f.Message})
 	body = append(body, '\n')
 	status := codeStatus[f.Code]
+	text := http.StatusText(status)
 	h := http.Header{}
+	if f.headline {
+		text = headlineText(f.Message)
+		h.Set(MessageHeader, text)
+	}
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	h.Set(ErrorHeader, f.Code)
@@ -84,21 +98,23 @@ func (f *Failure) Response(req *http.Request) *http.Response {
 		h.Set("Proxy-Authenticate", `Basic realm="authgress"`)
 	}
 	return &http.Response{
-		Status: fmt.Sprintf("%d %s", status, http.StatusText(status)), StatusCode: status,
+		Status: fmt.Sprintf("%d %s", status, text), StatusCode: status,
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: h, Body: io.NopCloser(bytes.NewReader(body)), ContentLength: int64(len(body)),
 		Request: req,
 	}
 }
 
-// Write sends the failure on a ResponseWriter.
-func (f *Failure) Write(w http.ResponseWriter) {
-	resp := f.Response(nil)
-	for k, v := range resp.Header {
-		w.Header()[k] = v
+// headlineText makes a message fit a status line and a header value:
+// printable ASCII only.
+func headlineText(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c < 0x20 || c >= 0x7f {
+			b[i] = ' '
+		}
 	}
-	w.WriteHeader(resp.StatusCode)
-	_, _ = io.Copy(w, resp.Body)
+	return string(b)
 }
 
 // tokenFailure classifies an error from a token slot.
@@ -140,27 +156,60 @@ func tokenFailure(conn, credential string, err error) *Failure {
 	return f
 }
 
-// unmatchedDenied is the refusal of a host no connection matches.
-func unmatchedDenied(host string) *Failure {
-	return &Failure{Code: CodeEgressDenied, Message: fmt.Sprintf("no connection matches %s and unmatched traffic is denied (egress.unmatched = \"deny\")", host)}
+// unmatchedDenied is the refusal of a destination no connection matches.
+func unmatchedDenied(hostport string) *Failure {
+	return &Failure{Code: CodeEgressDenied, Message: fmt.Sprintf("no connection matches %s and unmatched traffic is denied (egress.unmatched = \"deny\")", hostport)}
 }
 
-// upstreamFailure classifies a round-trip error.
-func upstreamFailure(conn, host string, err error, timedOut bool, timeout time.Duration) *Failure {
-	f := &Failure{Connection: conn, Cause: err}
+// denialReason maps a policy refusal to its authgress_denied_total reason.
+func denialReason(f *Failure) string {
+	switch f.Code {
+	case CodeEgressDenied:
+		if f.private {
+			return DeniedPrivateAddress
+		}
+		return DeniedUnmatched
+	case CodeInterceptDisabled:
+		return DeniedIntercept
+	case CodeProxyAuthRequired:
+		return DeniedProxyAuth
+	case CodeMisdirected:
+		return DeniedMisdirected
+	}
+	return ""
+}
+
+// failureOf turns a pipeline error into what the client is told.
+func failureOf(err error, d *Decision) *Failure {
+	var f *Failure
+	if errors.As(err, &f) {
+		return f
+	}
+	var ue *UpstreamError
+	if errors.As(err, &ue) {
+		return upstreamFailure(d.connection(), ue)
+	}
+	return &Failure{Code: CodeUpstreamUnreachable, Connection: d.connection(), Message: "internal error", Cause: err}
+}
+
+// upstreamFailure classifies a failed round trip.
+func upstreamFailure(conn string, e *UpstreamError) *Failure {
+	f := &Failure{Connection: conn, Cause: e.Err, Code: CodeUpstreamUnreachable}
 	var denied *DeniedError
 	switch {
-	case timedOut:
-		f.Code, f.Message = CodeUpstreamTimeout, fmt.Sprintf("%s did not answer within %s", host, timeout)
-	case errors.As(err, &denied):
-		f.Code, f.Message, f.private = CodeEgressDenied, fmt.Sprintf("%s resolves to a %s, which unmatched traffic may not reach (egress.allow_private)", host, denied.Reason), true
-	case errors.Is(err, context.Canceled):
-		f.Code, f.Message = CodeUpstreamUnreachable, "the client closed the request"
+	case errors.As(e.Err, &denied):
+		f.Code, f.Message, f.private = CodeEgressDenied, fmt.Sprintf("%s resolves to a %s, which unmatched traffic may not reach (egress.allow_private)", e.Host, denied.Reason), true
+	case e.Stage == StageTimeout:
+		f.Code, f.Message = CodeUpstreamTimeout, fmt.Sprintf("%s did not answer within %s", e.Host, e.Timeout)
+	case e.Stage == StageCanceled:
+		f.Message = "the client closed the request"
+	case errors.Is(e.Err, errSwitchedProtocols):
+		f.Message = fmt.Sprintf("%s: %s", e.Host, errSwitchedProtocols)
 	default:
-		if r := neterr.TLSReason(err); r != "" {
-			f.Code, f.Message = CodeUpstreamUnreachable, fmt.Sprintf("TLS handshake with %s failed: %s", host, r)
+		if r := neterr.TLSReason(e.Err); r != "" {
+			f.Message = fmt.Sprintf("TLS handshake with %s failed: %s", e.Host, r)
 		} else {
-			f.Code, f.Message = CodeUpstreamUnreachable, fmt.Sprintf("could not reach %s: %s", host, neterr.Reason(err))
+			f.Message = fmt.Sprintf("could not reach %s: %s", e.Host, neterr.Reason(e.Err))
 		}
 	}
 	return f

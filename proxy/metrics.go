@@ -37,6 +37,7 @@ const (
 	DeniedPrivateAddress = "private_address"
 	DeniedIntercept      = "intercept_disabled"
 	DeniedProxyAuth      = "proxy_auth"
+	DeniedMisdirected    = "misdirected"
 )
 
 // statusCodes holds the label value of every HTTP status, so recording a

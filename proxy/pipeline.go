@@ -1,95 +1,38 @@
 package proxy
 
 import (
+	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/authgress/authgress/conf"
+	"github.com/authgress/authgress/internal/neterr"
 )
 
-// Pipeline is the one request path every way in uses:
-// match → credential/token → transport → response. It always returns a
-// response: failures become the JSON error responses of SPEC §9.
+// Pipeline sends a decided request upstream: credential/token → transport →
+// response. It returns the upstream's response or a typed error
+// (*Failure for authgress's own refusals, *UpstreamError for the round
+// trip); errors become client responses only at the edge (the wrapper).
 type Pipeline struct {
-	match         *Matcher
-	tunnelUnknown bool              // egress.unmatched = "tunnel"
-	tunnel        http.RoundTripper // transport for unmatched traffic (guarded dialer)
+	tunnel http.RoundTripper // transport for unmatched traffic (guarded dialer)
 }
 
-// reqInfo collects what the access log reports about a request.
-type reqInfo struct {
-	route    *Route // nil: unmatched
-	code     string
-	replayed bool
-}
-
-func (i *reqInfo) connection() string {
-	if i.route == nil {
-		return ""
-	}
-	return i.route.Name
-}
-
-func (i *reqInfo) fail(f *Failure, req *http.Request) *http.Response {
-	i.code = f.Code
-	if reason := denialReason(f); reason != "" {
-		recordDenied(reason)
-	}
-	return f.Response(req)
-}
-
-// denialReason maps a policy refusal to its authgress_denied_total reason.
-func denialReason(f *Failure) string {
-	switch f.Code {
-	case CodeEgressDenied:
-		if f.private {
-			return DeniedPrivateAddress
-		}
-		return DeniedUnmatched
-	case CodeInterceptDisabled:
-		return DeniedIntercept
-	case CodeProxyAuthRequired:
-		return DeniedProxyAuth
-	}
-	return ""
-}
-
-// Do sends one absolute-URI request through the pipeline (as a way in
-// would) and returns the response, the matched connection ("" if none) and
-// the authgress error code ("" if the upstream answered).
-func (p *Pipeline) Do(req *http.Request) (resp *http.Response, connection, code string) {
-	info := &reqInfo{}
-	resp = p.Serve(req, info)
-	return resp, info.connection(), info.code
-}
-
-// Serve handles one absolute-URI request (GET http://host/path).
-func (p *Pipeline) Serve(req *http.Request, info *reqInfo) *http.Response {
-	host, ok := conf.NormalizeHost(req.URL.Hostname())
-	if !ok || host == "" {
-		return info.fail(&Failure{Code: CodeBadRequest, Message: "the request URL has no valid host"}, req)
-	}
-	port := req.URL.Port()
-	if port == "" {
-		port = defaultPort(req.URL.Scheme)
-	}
-	route := p.match.Match(host, port, req.URL.Path, false)
-
+// RoundTrip sends req as d decided. note receives what the access log
+// reports besides the result.
+func (p *Pipeline) RoundTrip(req *http.Request, d *Decision, note *Note) (*http.Response, error) {
+	route := d.Route
 	req.RequestURI = ""
 	req.Close = false // a client's Connection: close must not tear down upstream keep-alive
 	removeHopHeaders(req.Header)
-
-	if route == nil {
-		if !p.tunnelUnknown {
-			return info.fail(unmatchedDenied(host), req)
-		}
-		req.Host = req.URL.Host
-		return p.send(nil, req, info, host)
-	}
-	info.route = route
-	if req.URL.Scheme == "http" && !route.Insecure {
+	switch {
+	case d.Pinned: // inside an intercepted tunnel: https to the CONNECT target
+		req.URL.Scheme = "https"
+		req.URL.Host = joinHostPort(d.Host, d.Port, "443")
+	case route != nil && req.URL.Scheme == "http" && !route.Insecure:
 		up := req.URL.Port()
 		if up == "" || up == "80" {
 			up = route.TLSPort
@@ -98,63 +41,134 @@ func (p *Pipeline) Serve(req *http.Request, info *reqInfo) *http.Response {
 		req.URL.Host = joinHostPort(req.URL.Hostname(), up, "443")
 	}
 	req.Host = req.URL.Host
+	if route == nil {
+		return p.send(nil, req, d)
+	}
 	if route.PropagateTrace {
 		injectTrace(req)
 	}
 	if route.Token == nil {
-		return p.send(route, req, info, host)
+		return p.send(route, req, d)
 	}
 
 	replayable, err := prepareReplay(req)
 	if err != nil {
-		return info.fail(&Failure{Code: CodeBadRequest, Connection: route.Name, Message: "could not read the request body", Cause: err}, req)
+		return nil, &Failure{Code: CodeBadRequest, Connection: route.Name, Message: "could not read the request body", Cause: err}
 	}
 	tok, err := route.Token.Get(req.Context())
 	if err != nil {
-		return info.fail(tokenFailure(route.Name, route.Credential, err), req)
+		return nil, tokenFailure(route.Name, route.Credential, err)
 	}
 	req.Header.Set("Authorization", tok.Authorization())
-	resp := p.send(route, req, info, host)
-	if resp.StatusCode != http.StatusUnauthorized { // our own failures are never 401
-		return resp
+	resp, err := p.send(route, req, d)
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		return resp, err
 	}
 	// The upstream rejected the token: drop exactly that token, get a fresh
 	// one, and send the request once more if its body was kept.
 	route.Token.Invalidate(tok)
 	if !replayable {
-		return resp
+		return resp, nil
 	}
 	drain(resp.Body)
 	fresh, err := route.Token.Get(req.Context())
 	if err != nil {
-		return info.fail(tokenFailure(route.Name, route.Credential, err), req)
+		return nil, tokenFailure(route.Name, route.Credential, err)
 	}
 	req.Body, _ = req.GetBody()
 	req.Header.Set("Authorization", fresh.Authorization())
-	info.replayed = true
-	return p.send(route, req, info, host)
+	note.Replayed = true
+	return p.send(route, req, d)
 }
 
 // send performs the round trip. The route's transport bounds the wait for
 // response headers (its timeout); the body may then stream for as long as it
 // needs. A client that goes away cancels the request through its context.
-func (p *Pipeline) send(route *Route, req *http.Request, info *reqInfo, host string) *http.Response {
-	rt, timeout, name := p.tunnel, conf.DefaultUpstreamTimeout, ""
+func (p *Pipeline) send(route *Route, req *http.Request, d *Decision) (*http.Response, error) {
+	rt, timeout := p.tunnel, conf.DefaultUpstreamTimeout
 	if route != nil {
-		rt, timeout, name = route.Transport, route.Timeout, route.Name
+		rt, timeout = route.Transport, route.Timeout
 	}
 	resp, err := rt.RoundTrip(req)
 	if err != nil {
-		return info.fail(upstreamFailure(name, host, err, isHeaderTimeout(err), timeout), req)
+		return nil, classify(req.Context(), err, authority(d.Host, d.Port), timeout)
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// authgress removes Upgrade from requests, so a 101 is a protocol
+		// violation; relaying it would leave the client hanging.
+		drain(resp.Body)
+		return nil, &UpstreamError{Stage: StageReset, Host: authority(d.Host, d.Port), Err: errSwitchedProtocols}
 	}
 	removeHopHeaders(resp.Header)
-	return resp
+	return resp, nil
 }
 
-// isHeaderTimeout recognises http.Transport's ResponseHeaderTimeout error
-// (dial and TLS handshake timeouts are reported as unreachable instead).
-func isHeaderTimeout(err error) bool {
-	return strings.Contains(err.Error(), "timeout awaiting response headers")
+var errSwitchedProtocols = errors.New("the upstream switched protocols (101), which authgress does not relay")
+
+// Stage says how far a failed round trip got.
+type Stage uint8
+
+const (
+	// StageConnect: dial or TLS handshake failed; nothing was sent.
+	StageConnect Stage = iota
+	// StageTimeout: sent; no response header within the timeout.
+	StageTimeout
+	// StageReset: sent (or possibly sent); the connection failed before a
+	// complete response header.
+	StageReset
+	// StageCanceled: the client went away.
+	StageCanceled
+)
+
+// UpstreamError is a failed round trip to an upstream.
+type UpstreamError struct {
+	Stage   Stage
+	Host    string // host:port, for messages
+	Timeout time.Duration
+	Err     error
+}
+
+func (e *UpstreamError) Error() string { return e.Host + ": " + e.Err.Error() }
+func (e *UpstreamError) Unwrap() error { return e.Err }
+
+// Sent reports whether any of the request may have reached the upstream.
+func (e *UpstreamError) Sent() bool { return e.Stage != StageConnect }
+
+// classify types a transport error by type, never by its text: dial and
+// TLS failures are *neterr.ConnectError (the transports' dialers return
+// them), a remaining timeout is the response-header timeout.
+func classify(ctx context.Context, err error, host string, timeout time.Duration) *UpstreamError {
+	e := &UpstreamError{Host: host, Timeout: timeout, Err: err}
+	var ce *neterr.ConnectError
+	var ne net.Error
+	switch {
+	case errors.As(err, &ce):
+		e.Stage = StageConnect
+	case ctx.Err() != nil:
+		e.Stage = StageCanceled
+	case errors.As(err, &ne) && ne.Timeout():
+		e.Stage = StageTimeout
+	default:
+		e.Stage = StageReset
+	}
+	return e
+}
+
+// Do sends one absolute-URI request through decide and the pipeline (as a
+// way in would, without a listener) and returns the response, the matched
+// connection ("" if none) and the authgress error code ("" if the upstream
+// answered). `authgress test` uses it.
+func (h *Handler) Do(req *http.Request) (resp *http.Response, connection, code string) {
+	d := h.decide.request(req, nil)
+	if d.Action == ActionDeny {
+		return d.Failure.Response(req), d.connection(), d.Failure.Code
+	}
+	resp, err := h.pipeline.RoundTrip(req, &d, &Note{})
+	if err != nil {
+		f := failureOf(err, &d)
+		return f.Response(req), d.connection(), f.Code
+	}
+	return resp, d.connection(), ""
 }
 
 // drain reads a little of a discarded body so its connection can be reused.

@@ -1,14 +1,19 @@
-// Package proxy holds the request pipeline (match → credential/token →
-// transport → response) and the ways in that feed it: today the forward proxy
-// (HTTP_PROXY, with CONNECT decided by the egress policy).
+// Package proxy holds the ways in and what they share: the decide step (a
+// decision with a reason per request), the per-request wrapper (proxy
+// authentication, span, metrics, access log, response writing) and the
+// pipeline (credential/token → upstream). Today's ways in: the forward proxy
+// (absolute-URI requests and CONNECT, with interception of matched hosts).
 package proxy
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"os"
 
 	"github.com/authgress/authgress/conf"
+	"github.com/authgress/authgress/intercept"
 	"github.com/authgress/authgress/tlsprofiles"
 	"github.com/authgress/authgress/tokencache"
 	"github.com/authgress/authgress/vault"
@@ -21,17 +26,24 @@ type Deps struct {
 	Tokens   *tokencache.Cache
 	Log      *slog.Logger
 	Tracing  bool // spans for proxied requests (the SDK exports them)
+	// Tunnels tracks intercepted tunnels across reloads (nil: a new one).
+	Tunnels *Tunnels
+	// Inner serves the requests inside intercepted tunnels; the runtime
+	// passes its reload-aware entry so that a tunnel opened before a reload
+	// follows the new configuration. nil: this proxy's own handler.
+	Inner http.Handler
 }
 
 // Proxy is a configured authgress proxy.
 type Proxy struct {
-	Routes   []*Route
-	Pipeline *Pipeline
-	Forward  *Forward
+	Routes    []*Route
+	Handler   *Handler
+	Intercept *intercept.Authority // nil: no interception
 }
 
 // New builds the proxy from a validated config. Secret references used by
-// the proxy itself (proxy user passwords) are resolved here.
+// the proxy itself (proxy user passwords, the interception CA key) are
+// resolved here.
 func New(ctx context.Context, cfg *conf.Config, d Deps) (*Proxy, error) {
 	routes, err := buildRoutes(cfg, d.Vaults, d.Profiles, d.Tokens)
 	if err != nil {
@@ -40,7 +52,6 @@ func New(ctx context.Context, cfg *conf.Config, d Deps) (*Proxy, error) {
 	guard := NewGuard(cfg.Egress.AllowPrivate)
 	tunnel := tlsprofiles.NewTransport(nil, guard.DialContext)
 	tunnel.ResponseHeaderTimeout = conf.DefaultUpstreamTimeout
-	p := &Pipeline{match: NewMatcher(routes), tunnelUnknown: cfg.Egress.Unmatched == "tunnel", tunnel: tunnel}
 
 	var auth *proxyAuth
 	if cfg.Server.Auth != nil {
@@ -54,7 +65,44 @@ func New(ctx context.Context, cfg *conf.Config, d Deps) (*Proxy, error) {
 		}
 		auth = newProxyAuth(pw)
 	}
-	access := cfg.Log.Access == nil || *cfg.Log.Access
-	fwd := newForward(p, auth, guard, cfg.Server.TunnelIdleTimeout.D, d.Log, access, d.Tracing)
-	return &Proxy{Routes: routes, Pipeline: p, Forward: fwd}, nil
+	var ca *intercept.Authority
+	if ic := cfg.Intercept; ic != nil {
+		if ca, err = loadAuthority(ctx, ic, d.Vaults); err != nil {
+			return nil, fmt.Errorf("intercept: %w", err)
+		}
+	}
+	if d.Tunnels == nil {
+		d.Tunnels = NewTunnels()
+	}
+	h := &Handler{
+		decide:     decider{match: NewMatcher(routes), tunnelUnknown: cfg.Egress.Unmatched == "tunnel", intercept: ca != nil},
+		pipeline:   &Pipeline{tunnel: tunnel},
+		auth:       auth,
+		guard:      guard,
+		leaves:     ca,
+		tunnels:    d.Tunnels,
+		inner:      d.Inner,
+		tunnelIdle: cfg.Server.TunnelIdleTimeout.D,
+		limits:     ServerLimits{ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D, IdleTimeout: cfg.Server.IdleTimeout.D, MaxHeaderBytes: cfg.Server.MaxHeaderBytes},
+		log:        d.Log,
+		accessLog:  cfg.Log.Access == nil || *cfg.Log.Access,
+		tracing:    d.Tracing,
+		gp:         newSplicer(d.Log),
+	}
+	if h.inner == nil {
+		h.inner = h
+	}
+	return &Proxy{Routes: routes, Handler: h, Intercept: ca}, nil
+}
+
+func loadAuthority(ctx context.Context, ic *conf.Intercept, vaults vault.Set) (*intercept.Authority, error) {
+	certPEM, err := os.ReadFile(ic.CACert)
+	if err != nil {
+		return nil, fmt.Errorf("ca_cert: cannot read %s", ic.CACert)
+	}
+	key, err := vaults.Resolve(ctx, ic.CAKey)
+	if err != nil {
+		return nil, fmt.Errorf("ca_key: %w", err)
+	}
+	return intercept.Load(certPEM, []byte(key), ic.CacheSize, ic.LeafTTL.D)
 }

@@ -25,11 +25,12 @@ func startSpan(r *http.Request) (*http.Request, trace.Span) {
 	return r.WithContext(ctx), span
 }
 
-func endSpan(span trace.Span, info *reqInfo, status int) {
-	span.SetAttributes(attribute.String("authgress.connection", info.connection()), attribute.Int("http.response.status_code", status))
-	if info.code != "" {
-		span.SetAttributes(attribute.String("authgress.error", info.code))
-		span.SetStatus(codes.Error, info.code)
+func endSpan(span trace.Span, x *exchange) {
+	span.SetAttributes(attribute.String("authgress.connection", x.d.connection()), attribute.Int("http.response.status_code", x.sw.status),
+		attribute.String("authgress.reason", x.d.Reason))
+	if x.code != "" {
+		span.SetAttributes(attribute.String("authgress.error", x.code))
+		span.SetStatus(codes.Error, x.code)
 	}
 	span.End()
 }

@@ -42,19 +42,6 @@ func (s Set) Add(name string, v *conf.Vault, rt http.RoundTripper, log *slog.Log
 	return nil
 }
 
-// Build creates the vaults that need no profile (file and env vaults, and
-// remote ones without a profile, over system trust). Tests use it; the binary
-// adds vaults and profiles in dependency order.
-func Build(cfg *conf.Config, log *slog.Logger) (Set, error) {
-	set := Set{}
-	for name, v := range cfg.Vaults {
-		if err := set.Add(name, v, http.DefaultTransport, log); err != nil {
-			return nil, err
-		}
-	}
-	return set, nil
-}
-
 // Resolve returns the value of a secret-valued key: a literal, an environment
 // variable, a file's content (one trailing newline trimmed) or a vault entry's
 // secret. Errors name the source, never the value.

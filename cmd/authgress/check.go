@@ -4,11 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/authgress/authgress/conf"
-	"github.com/authgress/authgress/tokencache"
+	"github.com/authgress/authgress/engine"
 )
 
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
@@ -27,13 +28,14 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	// resolves secret references, as run would.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	rt, err := build(ctx, cfg, slog.New(slog.DiscardHandler), tokencache.New(nil), false)
+	eng, err := engine.New(ctx, cfg, engine.Options{})
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: error: %v\n", path, err)
 		return exitProblem
 	}
+	defer eng.Close()
 	fmt.Fprintf(stdout, "%s: ok (%d connections, %d credentials, %d vaults, %d profiles)\n",
-		path, len(rt.proxy.Routes), len(cfg.Credentials), len(cfg.Vaults), len(cfg.Profiles))
+		path, len(eng.Routes()), len(cfg.Credentials), len(cfg.Vaults), len(cfg.Profiles))
 	return exitOK
 }
 
@@ -46,3 +48,5 @@ func countErrors(ps conf.Problems) int {
 	}
 	return n
 }
+
+func sortedNames[T any](m map[string]T) []string { return slices.Sorted(maps.Keys(m)) }

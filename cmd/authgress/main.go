@@ -26,6 +26,7 @@ Usage:
   authgress check [--config FILE]     validate a config file and report every problem
   authgress token CREDENTIAL [--show]  fetch one token and print its type, scopes and expiry
   authgress test CONNECTION [PATH]    send one real request through the whole pipeline
+  authgress ca init --cert F --key F  write a new interception CA for [intercept]
   authgress version                   print the version
 
 Every command takes --config (default authgress.toml) and --help.
@@ -54,6 +55,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdToken(args, stdout, stderr)
 	case "test":
 		return cmdTest(args, stdout, stderr)
+	case "ca":
+		return cmdCA(args, stdout, stderr)
 	case "version":
 		return cmdVersion(args, stdout, stderr)
 	case "help":

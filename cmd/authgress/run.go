@@ -2,20 +2,17 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/authgress/authgress/conf"
+	"github.com/authgress/authgress/engine"
 	"github.com/authgress/authgress/internal/telemetry"
-	"github.com/authgress/authgress/tokencache"
 )
 
 func newLogger(cfg *conf.Config, w io.Writer) *slog.Logger {
@@ -69,50 +66,30 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		log.Error("cannot set up telemetry", "error", err.Error())
 		return exitProblem
 	}
-	a := &app{path: path, log: log, tokens: tokencache.New(log), tracing: tel.Tracing}
-	rt, err := build(ctx, cfg, log, a.tokens, tel.Tracing)
+	eng, err := engine.New(ctx, cfg, engine.Options{Log: log, Tracing: tel.Tracing, Metrics: tel.Metrics, Version: version})
 	if err != nil {
 		log.Error("cannot start", "error", err.Error())
 		return exitProblem
 	}
-	rt.start(log)
-	a.cur.Store(rt)
-
-	ln, err := net.Listen("tcp", cfg.Server.Listen)
-	if err != nil {
-		log.Error("cannot listen", "listen", cfg.Server.Listen, "error", err.Error())
+	if err := eng.Start(); err != nil {
+		log.Error("cannot listen", "error", err.Error())
+		eng.Close()
 		return exitProblem
 	}
-	srv := &http.Server{
-		Handler:           a,
-		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D,
-		IdleTimeout:       cfg.Server.IdleTimeout.D,
-		MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	if a := eng.AdminAddr(); a != "" {
+		log.Info("admin listening", "addr", a)
 	}
-	var admin *http.Server
-	if cfg.Server.Admin != "" {
-		aln, err := net.Listen("tcp", cfg.Server.Admin)
-		if err != nil {
-			log.Error("cannot listen", "admin", cfg.Server.Admin, "error", err.Error())
-			return exitProblem
-		}
-		admin = a.adminServer(tel.Metrics)
-		go func() { _ = admin.Serve(aln) }()
-		log.Info("admin listening", "addr", aln.Addr().String())
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	log.Info("listening", "addr", ln.Addr().String(), "connections", len(rt.proxy.Routes), "version", version, "tracing", tel.Tracing)
+	log.Info("listening", "addr", eng.ProxyAddr(), "connections", len(eng.Routes()), "intercept", cfg.Intercept != nil, "version", version, "tracing", tel.Tracing)
 
 	for done := false; !done; {
 		select {
 		case <-hup:
 			log.Info("SIGHUP: reloading", "config", path)
-			_ = a.reload(ctx) // logged; a failed reload keeps the running config
-		case err := <-errc:
-			if !errors.Is(err, http.ErrServerClosed) {
-				log.Error("proxy listener failed", "error", err.Error())
+			_ = eng.Reload(ctx) // logged; a failed reload keeps the running config
+		case err := <-eng.Err():
+			if err != nil {
+				log.Error("listener failed", "error", err.Error())
+				eng.Close()
 				return exitProblem
 			}
 			done = true
@@ -120,20 +97,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			done = true
 		}
 	}
-	timeout := a.cur.Load().cfg.Server.ShutdownTimeout.D
+	timeout := eng.Config().Server.ShutdownTimeout.D
 	log.Info("shutting down: no new connections; finishing in-flight requests", "timeout", timeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	err = srv.Shutdown(sctx)
-	if admin != nil {
-		_ = admin.Shutdown(sctx)
-	}
-	cur := a.cur.Load()
-	cur.stop()
-	cur.profiles.CloseIdle()
-	if err != nil {
-		log.Warn("shutdown_timeout reached with requests still in flight; closing them", "error", err.Error())
-		_ = srv.Close()
+	if err := eng.Shutdown(sctx); err != nil {
+		log.Warn("shutdown_timeout reached with requests still in flight; closed them", "error", err.Error())
 	}
 	_ = tel.Shutdown(sctx)
 	log.Info("stopped")

@@ -4,12 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"time"
 
-	"github.com/authgress/authgress/proxy"
+	"github.com/authgress/authgress/engine"
 	"github.com/authgress/authgress/tokencache"
 )
 
@@ -39,17 +38,13 @@ func cmdTest(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Connections[name].Timeout.D+30*time.Second)
 	defer cancel()
-	rt, err := build(ctx, cfg, slog.New(slog.DiscardHandler), tokencache.New(nil), false)
+	eng, err := engine.New(ctx, cfg, engine.Options{})
 	if err != nil {
 		fmt.Fprintf(stderr, "authgress test: %v\n", err)
 		return exitProblem
 	}
-	var route *proxy.Route
-	for _, r := range rt.proxy.Routes {
-		if r.Name == name {
-			route = r
-		}
-	}
+	defer eng.Close()
+	route := eng.Route(name)
 	host := *hostFlag
 	if host == "" {
 		for _, p := range route.Patterns {
@@ -84,7 +79,7 @@ func cmdTest(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	start := time.Now()
-	resp, matched, errCode := rt.proxy.Pipeline.Do(req)
+	resp, matched, errCode := eng.Do(req)
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	if errCode != "" {

@@ -4,11 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"strings"
 	"time"
 
-	"github.com/authgress/authgress/proxy"
+	"github.com/authgress/authgress/engine"
 	"github.com/authgress/authgress/tokencache"
 )
 
@@ -32,12 +31,13 @@ func cmdToken(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cred.Timeout.D+5*time.Second)
 	defer cancel()
-	rt, err := build(ctx, cfg, slog.New(slog.DiscardHandler), tokencache.New(nil), false)
+	eng, err := engine.New(ctx, cfg, engine.Options{})
 	if err != nil {
 		fmt.Fprintf(stderr, "authgress token: %v\n", err)
 		return exitProblem
 	}
-	_, src, err := proxy.CredentialSource(cfg, name, cred.Scopes, rt.vaults, rt.profiles)
+	defer eng.Close()
+	src, err := eng.TokenSource(name, cred.Scopes)
 	if err != nil {
 		fmt.Fprintf(stderr, "authgress token: %v\n", err)
 		return exitProblem

@@ -1,0 +1,246 @@
+// Package engine builds a running authgress from a config and owns its
+// lifecycle: vaults, profiles, the token cache, the proxy, its listeners and
+// every background task (prefetch, certificate watchers). New builds, Start
+// listens, Reload swaps the configuration, Shutdown drains and Close stops
+// whatever is left. The command and the tests use the same engine.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"reflect"
+	"sync"
+	"sync/atomic"
+
+	"github.com/authgress/authgress/conf"
+	"github.com/authgress/authgress/proxy"
+	"github.com/authgress/authgress/tokencache"
+)
+
+// Options are the process-wide settings an engine runs with.
+type Options struct {
+	Log     *slog.Logger // nil: discard
+	Tracing bool         // spans for proxied requests
+	Metrics http.Handler // served on the admin listener's /metrics (nil: none)
+	Version string       // reported by /status
+}
+
+// Engine is a running (or ready to run) authgress.
+type Engine struct {
+	opts    Options
+	log     *slog.Logger
+	tokens  *tokencache.Cache
+	tunnels *proxy.Tunnels
+	cur     atomic.Pointer[generation]
+	mu      sync.Mutex // one reload at a time
+
+	proxySrv, adminSrv *http.Server
+	proxyLn, adminLn   net.Listener
+	errc               chan error
+	started            bool
+}
+
+// New builds an engine from a validated config without listening. Vault
+// secrets needed to build (keystore passwords, proxy passwords, the CA key)
+// are resolved now, so a config that cannot run fails here.
+func New(ctx context.Context, cfg *conf.Config, opts Options) (*Engine, error) {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	e := &Engine{opts: opts, log: opts.Log, tokens: tokencache.New(opts.Log), tunnels: proxy.NewTunnels(), errc: make(chan error, 2)}
+	g, err := e.build(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	e.cur.Store(g)
+	return e, nil
+}
+
+// ServeHTTP is the proxy listener's entry: it hands each request to the
+// current configuration's proxy, so a reload applies to the next request.
+func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	e.cur.Load().proxy.Handler.ServeHTTP(w, r)
+}
+
+// Config is the configuration being served.
+func (e *Engine) Config() *conf.Config { return e.cur.Load().cfg }
+
+// Routes are the current connections at run time.
+func (e *Engine) Routes() []*proxy.Route { return e.cur.Load().proxy.Routes }
+
+// Route returns the named connection's route, or nil.
+func (e *Engine) Route(name string) *proxy.Route {
+	for _, r := range e.Routes() {
+		if r.Name == name {
+			return r
+		}
+	}
+	return nil
+}
+
+// Do sends one absolute-URI request through the pipeline without a
+// listener (authgress test).
+func (e *Engine) Do(req *http.Request) (*http.Response, string, string) {
+	return e.cur.Load().proxy.Handler.Do(req)
+}
+
+// TokenSource returns a fresh (uncached) token source for a credential
+// with the given scopes (authgress token).
+func (e *Engine) TokenSource(credential string, scopes []string) (tokencache.Source, error) {
+	g := e.cur.Load()
+	_, src, err := proxy.CredentialSource(g.cfg, credential, scopes, g.vaults, g.profiles)
+	return src, err
+}
+
+// Start listens on the proxy and admin addresses and starts the background
+// work (prefetch, certificate watchers).
+func (e *Engine) Start() error {
+	g := e.cur.Load()
+	s := g.cfg.Server
+	ln, err := net.Listen("tcp", s.Listen)
+	if err != nil {
+		return fmt.Errorf("server.listen %s: %w", s.Listen, err)
+	}
+	if s.Admin != "" {
+		if e.adminLn, err = net.Listen("tcp", s.Admin); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("server.admin %s: %w", s.Admin, err)
+		}
+	}
+	e.proxyLn = ln
+	e.proxySrv = &http.Server{
+		Handler:           e,
+		ReadHeaderTimeout: s.ReadHeaderTimeout.D,
+		IdleTimeout:       s.IdleTimeout.D,
+		MaxHeaderBytes:    s.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(e.log.Handler(), slog.LevelDebug),
+	}
+	g.start(e.log)
+	e.started = true
+	go func() { e.errc <- serveErr("proxy", e.proxySrv.Serve(ln)) }()
+	if e.adminLn != nil {
+		e.adminSrv = e.adminServer()
+		go func() { e.errc <- serveErr("admin", e.adminSrv.Serve(e.adminLn)) }()
+	}
+	return nil
+}
+
+func serveErr(which string, err error) error {
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("%s listener: %w", which, err)
+}
+
+// Err delivers a listener's failure (nil when it was shut down).
+func (e *Engine) Err() <-chan error { return e.errc }
+
+// ProxyAddr is the proxy listener's address ("" before Start).
+func (e *Engine) ProxyAddr() string { return addrOf(e.proxyLn) }
+
+// AdminAddr is the admin listener's address ("" if none).
+func (e *Engine) AdminAddr() string { return addrOf(e.adminLn) }
+
+func addrOf(ln net.Listener) string {
+	if ln == nil {
+		return ""
+	}
+	return ln.Addr().String()
+}
+
+// Reload reads the config file again. A file with errors is logged and the
+// running config keeps serving. Tokens of credentials whose definition did
+// not change survive; connections the new file removes stop matching.
+func (e *Engine) Reload(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old := e.cur.Load()
+	cfg, probs := conf.Load(old.cfg.Path)
+	if probs.HasErrors() {
+		n := 0
+		for _, p := range probs {
+			if !p.Warning {
+				n++
+				e.log.Error("reload rejected: config error", "problem", p.String())
+			}
+		}
+		return fmt.Errorf("%s: %d error(s); the previous configuration keeps serving", old.cfg.Path, n)
+	}
+	g, err := e.build(ctx, cfg)
+	if err != nil {
+		e.log.Error("reload rejected", "error", err.Error())
+		return fmt.Errorf("%w; the previous configuration keeps serving", err)
+	}
+	for _, p := range probs {
+		e.log.Warn("config", "problem", p.String())
+	}
+	warnRestartOnly(e.log, old.cfg, cfg)
+	if e.started {
+		g.start(e.log)
+	}
+	e.cur.Store(g)
+	keep := map[string]bool{}
+	for _, r := range g.proxy.Routes {
+		if r.Token != nil {
+			keep[r.Token.Key] = true
+		}
+	}
+	e.tokens.Retain(keep)
+	old.stop()
+	old.profiles.CloseIdle() // in-flight requests finish on their connections
+	e.log.Info("config reloaded", "connections", len(g.proxy.Routes), "credentials", len(cfg.Credentials), "token_slots", len(keep))
+	return nil
+}
+
+// warnRestartOnly names settings a reload cannot change.
+func warnRestartOnly(log *slog.Logger, old, cur *conf.Config) {
+	if !reflect.DeepEqual(old.Server, cur.Server) {
+		log.Warn("reload: [server] changed; listeners and server timeouts keep their old values until restart")
+	}
+	if !reflect.DeepEqual(old.Log, cur.Log) {
+		log.Warn("reload: [log] changed; the log settings keep their old values until restart")
+	}
+}
+
+// Shutdown stops accepting, lets in-flight requests — on the listener and
+// inside intercepted tunnels — finish until ctx ends, then closes what is
+// left and stops the background work.
+func (e *Engine) Shutdown(ctx context.Context) error {
+	var srvErr error
+	var wg sync.WaitGroup
+	if e.proxySrv != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			srvErr = e.proxySrv.Shutdown(ctx)
+		}()
+	}
+	if e.adminSrv != nil {
+		_ = e.adminSrv.Shutdown(ctx)
+	}
+	tunErr := e.tunnels.Shutdown(ctx)
+	wg.Wait()
+	e.Close()
+	return errors.Join(srvErr, tunErr)
+}
+
+// Close stops everything at once: listeners, tunnels, background work and
+// idle upstream connections.
+func (e *Engine) Close() {
+	for _, s := range []*http.Server{e.proxySrv, e.adminSrv} {
+		if s != nil {
+			_ = s.Close()
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = e.tunnels.Shutdown(ctx)
+	g := e.cur.Load()
+	g.stop()
+	g.profiles.CloseIdle()
+	g.proxy.Handler.CloseIdle()
+}

@@ -1,0 +1,95 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/authgress/authgress/conf"
+	"github.com/authgress/authgress/proxy"
+	"github.com/authgress/authgress/tlsprofiles"
+	"github.com/authgress/authgress/tokencache"
+	"github.com/authgress/authgress/vault"
+)
+
+// generation is everything built from one config; a reload builds the next
+// one and swaps it in. The token cache and the tunnel registry outlive
+// generations.
+type generation struct {
+	cfg      *conf.Config
+	loadedAt time.Time
+	proxy    *proxy.Proxy
+	profiles *tlsprofiles.Set
+	vaults   vault.Set
+	prefetch []*tokencache.Slot
+	stop     context.CancelFunc // ends the background work
+}
+
+func (e *Engine) build(ctx context.Context, cfg *conf.Config) (*generation, error) {
+	vaults, profiles, err := buildSecrets(ctx, cfg, e.log)
+	if err != nil {
+		return nil, err
+	}
+	p, err := proxy.New(ctx, cfg, proxy.Deps{Vaults: vaults, Profiles: profiles, Tokens: e.tokens, Log: e.log,
+		Tracing: e.opts.Tracing, Tunnels: e.tunnels, Inner: e})
+	if err != nil {
+		return nil, err
+	}
+	g := &generation{cfg: cfg, loadedAt: time.Now(), proxy: p, profiles: profiles, vaults: vaults, stop: func() {}}
+	seen := map[*tokencache.Slot]bool{}
+	for _, r := range p.Routes {
+		if r.Token != nil && cfg.Credentials[r.Credential].Prefetch && !seen[r.Token] {
+			seen[r.Token] = true
+			g.prefetch = append(g.prefetch, r.Token)
+		}
+	}
+	return g, nil
+}
+
+// buildSecrets creates vaults and profiles in dependency order: a vault needs
+// its profile (client certificate), a profile may need a vault (keystore
+// password). Validation has refused cycles.
+func buildSecrets(ctx context.Context, cfg *conf.Config, log *slog.Logger) (vault.Set, *tlsprofiles.Set, error) {
+	vaults, profiles := vault.Set{}, tlsprofiles.NewSet()
+	for pending := len(cfg.Vaults) + len(cfg.Profiles); pending > 0; {
+		progress := 0
+		for _, name := range sortedNames(cfg.Profiles) {
+			p := cfg.Profiles[name]
+			if profiles.Has(name) || (p.Password.Vault != "" && vaults[p.Password.Vault] == nil) {
+				continue
+			}
+			if err := profiles.Add(ctx, name, p, vaults.Resolve); err != nil {
+				return nil, nil, err
+			}
+			progress++
+		}
+		for _, name := range sortedNames(cfg.Vaults) {
+			v := cfg.Vaults[name]
+			if vaults[name] != nil || (v.Profile != "" && !profiles.Has(v.Profile)) {
+				continue
+			}
+			if err := vaults.Add(name, v, profiles.Transport(v.Profile), log); err != nil {
+				return nil, nil, err
+			}
+			progress++
+		}
+		if progress == 0 {
+			return nil, nil, fmt.Errorf("vaults and profiles depend on each other in a loop")
+		}
+		pending -= progress
+	}
+	return vaults, profiles, nil
+}
+
+// start runs the generation's background work: prefetch credentials'
+// tokens are kept fresh, client certificate files are watched.
+func (g *generation) start(log *slog.Logger) {
+	ctx, cancel := context.WithCancel(context.Background())
+	g.stop = cancel
+	for _, s := range g.prefetch {
+		go s.KeepFresh(ctx)
+	}
+	g.profiles.Watch(ctx, log)
+	g.profiles.Activate()
+}

@@ -1,0 +1,234 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/authgress/authgress/intercept"
+	"github.com/elazarl/goproxy"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Handler is one configuration's proxy and the single entry of every way
+// in. For each request it runs the shared wrapper — proxy authentication,
+// span, metrics, one access line carrying the decision's reason, response
+// writing — around decide → pipeline. goproxy only speaks the CONNECT
+// protocol and splices plain (unintercepted) tunnels.
+type Handler struct {
+	decide     decider
+	pipeline   *Pipeline
+	auth       *proxyAuth // nil: no proxy authentication
+	guard      *Guard
+	leaves     *intercept.Authority // nil: no interception
+	tunnels    *Tunnels
+	inner      http.Handler // serves requests inside intercepted tunnels
+	tunnelIdle time.Duration
+	limits     ServerLimits
+	log        *slog.Logger
+	accessLog  bool
+	tracing    bool
+	gp         *goproxy.ProxyHttpServer
+}
+
+// exchange is one request's record: what the wrapper logs, counts and
+// traces once the response is written.
+type exchange struct {
+	sw    streamWriter
+	start time.Time
+	d     Decision
+	code  string // the authgress error code, if authgress answered
+	note  Note
+	done  bool
+	// tlsFailed: an intercepted tunnel's client did not complete the TLS
+	// handshake (typically: it does not trust the interception CA).
+	tlsFailed bool
+}
+
+// Note is what the pipeline reports about a round trip besides its result.
+type Note struct {
+	Replayed bool // sent again after a 401 with a fresh token
+}
+
+type tunnelKey struct{}
+
+// ServeHTTP is the shared wrapper.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	x := &exchange{sw: streamWriter{ResponseWriter: w}, start: time.Now()}
+	if h.tracing {
+		var span trace.Span
+		r, span = startSpan(r)
+		defer func() { endSpan(span, x) }()
+	}
+	defer h.finish(x, r)
+
+	pin, _ := r.Context().Value(tunnelKey{}).(*tunnelTarget)
+	client := ""
+	switch {
+	case pin != nil:
+		client = pin.client // authenticated at the CONNECT
+	case h.auth != nil:
+		user, ok := h.auth.check(r)
+		if !ok {
+			r.Header.Del("Proxy-Authorization")
+			x.d = deny(ReasonProxyAuth, proxyAuthRequired)
+			h.fail(x, r, proxyAuthRequired)
+			return
+		}
+		client = user
+	}
+	r.Header.Del("Proxy-Authorization")
+
+	switch {
+	case r.Method == http.MethodConnect && pin == nil:
+		x.d = h.decide.connect(r)
+	case r.Method == http.MethodConnect:
+		x.d = deny(ReasonMisdirected, &Failure{Code: CodeBadRequest, Message: "CONNECT inside an intercepted tunnel is not supported"})
+	case pin != nil:
+		x.d = h.decide.request(r, pin)
+	case !r.URL.IsAbs():
+		x.d = deny(ReasonNotProxy, notAProxyRequest)
+	default:
+		x.d = h.decide.request(r, nil)
+	}
+	x.d.Client = client
+
+	switch x.d.Action {
+	case ActionDeny:
+		h.fail(x, r, x.d.Failure)
+	case ActionTunnel:
+		h.tunnel(x, r)
+	case ActionIntercept:
+		h.intercept(x, r)
+	default:
+		resp, err := h.pipeline.RoundTrip(r, &x.d, &x.note)
+		if err != nil {
+			h.fail(x, r, failureOf(err, &x.d))
+			return
+		}
+		h.write(x, resp)
+	}
+}
+
+var (
+	notAProxyRequest  = &Failure{Code: CodeBadRequest, Message: "authgress is a forward proxy: send requests with an absolute URL (set HTTP_PROXY=http://this-address)"}
+	proxyAuthRequired = &Failure{Code: CodeProxyAuthRequired, Message: "this proxy requires authentication: send Proxy-Authorization with a configured user"}
+)
+
+// fail answers with an authgress error. A refused CONNECT is written on the
+// raw connection so that its reason phrase can carry the message (clients
+// print a CONNECT refusal's status line, not its body).
+func (h *Handler) fail(x *exchange, r *http.Request, f *Failure) {
+	x.code = f.Code
+	if reason := denialReason(f); reason != "" {
+		recordDenied(reason)
+	}
+	resp := f.Response(r)
+	if f.headline && r.ProtoMajor == 1 {
+		if hj, ok := x.sw.ResponseWriter.(http.Hijacker); ok {
+			if conn, buf, err := hj.Hijack(); err == nil {
+				x.sw.status = resp.StatusCode
+				resp.Close = true
+				_ = resp.Write(buf)
+				_ = buf.Flush()
+				_ = conn.Close()
+				return
+			}
+		}
+	}
+	h.write(x, resp)
+}
+
+// write sends an upstream (or authgress) response to the client: headers,
+// status, then the body — through ReadFrom for bodies of known length,
+// flushed chunk by chunk for streams.
+func (h *Handler) write(x *exchange, resp *http.Response) {
+	defer resp.Body.Close()
+	dst := x.sw.Header()
+	for k, v := range resp.Header {
+		dst[k] = v
+	}
+	x.sw.WriteHeader(resp.StatusCode)
+	if resp.Body != http.NoBody {
+		_, _ = x.sw.ReadFrom(resp.Body)
+	}
+}
+
+// finish records the request once: metric, access line (span in ServeHTTP).
+func (h *Handler) finish(x *exchange, r *http.Request) {
+	if x.done {
+		return
+	}
+	x.done = true
+	d := time.Since(x.start)
+	recordRequest(x.d.Route, x.code, x.sw.status, d)
+	if h.accessLog {
+		h.logAccess(r, x, d)
+	}
+}
+
+func (h *Handler) logAccess(r *http.Request, x *exchange, d time.Duration) {
+	host := r.Host
+	if x.d.Host != "" {
+		host = authority(x.d.Host, x.d.Port)
+	}
+	path := ""
+	if r.Method != http.MethodConnect && r.URL != nil {
+		path = r.URL.Path
+	}
+	attrs := make([]slog.Attr, 0, 11)
+	attrs = append(attrs,
+		slog.String("connection", x.d.connection()),
+		slog.String("method", r.Method),
+		slog.String("host", host),
+		slog.String("path", path),
+		slog.Int("status", x.sw.status),
+		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
+		slog.String("reason", x.d.Reason),
+	)
+	if x.code != "" {
+		attrs = append(attrs, slog.String("error", x.code))
+	}
+	if x.d.Client != "" {
+		attrs = append(attrs, slog.String("client", x.d.Client))
+	}
+	if x.tlsFailed {
+		attrs = append(attrs, slog.String("tunnel", "client TLS handshake failed: does the client trust the interception CA?"))
+	}
+	if x.note.Replayed {
+		attrs = append(attrs, slog.Bool("replayed_after_401", true))
+	}
+	h.log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
+}
+
+func (d *Decision) connection() string {
+	if d.Route == nil {
+		return ""
+	}
+	return d.Route.Name
+}
+
+// hijack takes over the client connection of a CONNECT and confirms the
+// tunnel.
+func hijack(x *exchange) (net.Conn, *bufio.ReadWriter, bool) {
+	hj, ok := x.sw.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, false
+	}
+	conn, buf, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, false
+	}
+	return conn, buf, true
+}
+
+// CloseIdle closes idle connections of the transport for unmatched traffic
+// (route transports belong to the profiles).
+func (h *Handler) CloseIdle() {
+	if c, ok := h.pipeline.tunnel.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
