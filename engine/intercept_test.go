@@ -219,3 +219,33 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 	t.Fatal("condition not met within 5s")
 }
+
+func TestInterceptServesHTTP2(t *testing.T) {
+	up, i := newUpstream(t), newIDP(t)
+	text, roots := interceptConfig(t, "")
+	h := newHarness(t, text, up, i)
+	c := httpsClient(h.url, roots, nil)
+	c.Transport.(*http.Transport).ForceAttemptHTTP2 = true
+	for n := range 20 {
+		resp, err := c.Get("https://" + up.hostPort() + "/v1/h2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.ProtoMajor != 2 || resp.Header.Get("X-Seen-Authorization") != "Bearer tok-1" {
+			t.Fatalf("request %d: %s %d %q", n, resp.Proto, resp.StatusCode, body)
+		}
+	}
+	// Pinning holds on h2 too: :authority naming another host is refused.
+	req, _ := http.NewRequest("GET", "https://"+up.hostPort()+"/v1/x", nil)
+	req.Host = "evil.example"
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMisdirectedRequest {
+		t.Fatalf("h2 request for another authority: %d", resp.StatusCode)
+	}
+}

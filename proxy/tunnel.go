@@ -93,7 +93,7 @@ func (h *Handler) intercept(x *exchange, r *http.Request) {
 	}
 	tc := tls.Server(client, &tls.Config{
 		Certificates: []tls.Certificate{*leaf},
-		NextProtos:   []string{"http/1.1"},
+		NextProtos:   []string{"h2", "http/1.1"},
 		MinVersion:   tls.VersionTLS12,
 	})
 	ctx, cancel := context.WithTimeout(r.Context(), tlsHandshakeTimeout)
