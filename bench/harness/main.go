@@ -29,7 +29,7 @@ var (
 	conns    = flag.Int("c", 64, "wrk connections")
 	threads  = flag.Int("t", 2, "wrk threads")
 	work     = flag.String("work", "", "work directory (default: a temp dir)")
-	only     = flag.String("only", "", "comma-separated sections to run: plain,mtls,latency,tokens,scale (default all)")
+	only     = flag.String("only", "", "comma-separated sections to run: plain,mtls,intercept,latency,tokens,scale (default all)")
 	out      = flag.String("out", "", "also write the report (markdown) to this file")
 )
 
@@ -101,6 +101,11 @@ func (h *harness) run() error {
 			return err
 		}
 	}
+	if want("intercept") {
+		if err := h.interceptRows(); err != nil {
+			return err
+		}
+	}
 	if want("latency") {
 		if err := h.latencyRows(); err != nil {
 			return err
@@ -128,7 +133,7 @@ func (h *harness) build() error {
 		return err
 	}
 	for name, pkg := range map[string]string{"authgress": "./cmd/authgress", "goproxy-bare": "./bench/goproxy-bare",
-		"tokenserver": "./bench/tokenserver", "idleconns": "./bench/idleconns"} {
+		"tokenserver": "./bench/tokenserver", "idleconns": "./bench/idleconns", "tunnelload": "./bench/tunnelload"} {
 		bin := filepath.Join(h.dir, name)
 		cmd := exec.Command("go", "build", "-o", bin, pkg)
 		cmd.Dir, cmd.Stdout, cmd.Stderr = root, os.Stderr, os.Stderr
@@ -345,6 +350,48 @@ type row struct {
 	name, target, proxy string
 	pid                 int
 	results             []result
+	// tunnelload: drive the row with bench/tunnelload instead of wrk
+	// (wrk cannot CONNECT); ca is the root for its https targets.
+	tunnelload bool
+	ca         string
+}
+
+// load runs one measurement of r.
+func (h *harness) load(r *row, pid, c, t int, d time.Duration) (result, error) {
+	if r.tunnelload {
+		return h.tunnelLoad(r, pid, c, d)
+	}
+	return h.wrk(r.target, r.proxy, pid, c, t, d)
+}
+
+var tunnelRe = regexp.MustCompile(`requests=(\d+) rps=([\d.]+) p50=([\d.]+) p99=([\d.]+) errors=(\d+)`)
+
+func (h *harness) tunnelLoad(r *row, pid, c int, d time.Duration) (result, error) {
+	before := 0.0
+	if pid != 0 {
+		before = cpuTicks(pid)
+	}
+	out, err := exec.Command(h.bins["tunnelload"], "-proxy", strings.TrimPrefix(r.proxy, "http://"), "-target", r.target,
+		"-ca", r.ca, "-c", strconv.Itoa(c), "-d", d.String()).CombinedOutput()
+	if err != nil {
+		return result{}, fmt.Errorf("tunnelload: %v\n%s", err, out)
+	}
+	m := tunnelRe.FindStringSubmatch(string(out))
+	if m == nil {
+		return result{}, fmt.Errorf("tunnelload: unexpected output %q", out)
+	}
+	var res result
+	res.requests, _ = strconv.ParseFloat(m[1], 64)
+	res.rps, _ = strconv.ParseFloat(m[2], 64)
+	res.p50, _ = strconv.ParseFloat(m[3], 64)
+	res.p99, _ = strconv.ParseFloat(m[4], 64)
+	if m[5] != "0" {
+		res.errors = m[5] + " failed"
+	}
+	if pid != 0 && res.requests > 0 {
+		res.cpuPerReq = (cpuTicks(pid) - before) * 10000 / res.requests
+	}
+	return res, nil
 }
 
 func median(vals []float64) float64 {
@@ -368,13 +415,13 @@ func (r *row) med(f func(result) float64) float64 {
 // after a short warm-up of each.
 func (h *harness) measure(rows []*row, c, t int) error {
 	for _, r := range rows {
-		if _, err := h.wrk(r.target, r.proxy, 0, c, t, time.Second); err != nil {
+		if _, err := h.load(r, 0, c, t, time.Second); err != nil {
 			return err
 		}
 	}
 	for i := 0; i < *rounds; i++ {
 		for _, r := range rows {
-			res, err := h.wrk(r.target, r.proxy, r.pid, c, t, *duration)
+			res, err := h.load(r, r.pid, c, t, *duration)
 			if err != nil {
 				return err
 			}

@@ -28,6 +28,7 @@ const (
 	gpBareMTLS   = "127.0.0.1:18091" // goproxy-bare upgrading to https with mTLS
 	agLog        = "127.0.0.1:18100" // authgress, access log on (the default)
 	agNoLog      = "127.0.0.1:18101" // authgress, access log off
+	agIntercept  = "127.0.0.1:18102" // authgress with [intercept], access log off
 	tokenAddr    = "127.0.0.1:18400" // token endpoint, 1 h tokens
 )
 

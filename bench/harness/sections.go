@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/authgress/authgress/intercept"
 )
 
 func cpuModel() string {
@@ -71,6 +73,57 @@ func (h *harness) mtlsRows() error {
 		return err
 	}
 	h.table(rows, nil, floor)
+	return nil
+}
+
+// interceptRows compares intercepted https:// requests on kept-alive
+// tunnels with the plain http:// path, on one authgress process, one
+// upstream (the mTLS nginx) and one load generator (bench/tunnelload, since
+// wrk cannot CONNECT).
+func (h *harness) interceptRows() error {
+	h.printf("## Intercepted CONNECT vs the plain http:// path, c=%d\n\n", *conns)
+	h.printf("One authgress (access log off, `[intercept]` configured), the mTLS nginx upstream, and the same Go client for every row (`bench/tunnelload`: one kept-alive connection — for https, one tunnel — per client). The intercepted row pays for a second TLS session (client ↔ authgress) on every request.\n\n")
+	certPEM, keyPEM, err := intercept.NewCA("bench interception CA", 48*time.Hour)
+	if err != nil {
+		return err
+	}
+	ca, key := filepath.Join(h.dir, "intercept-ca.pem"), filepath.Join(h.dir, "intercept-ca-key.pem")
+	if err := os.WriteFile(ca, certPEM, 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(key, keyPEM, 0o600); err != nil {
+		return err
+	}
+	extra := fmt.Sprintf("\n[intercept]\nca_cert = %q\nca_key = %q\n", ca, key)
+	pid, err := h.authgress("authgress-intercept", authgressConfig(agIntercept, "http://"+tokenAddr+"/token", pkiFilesFrom(h.dir), false, extra))
+	if err != nil {
+		return err
+	}
+	if err := waitHTTP("http://"+upMTLS+"/", "http://"+agIntercept); err != nil {
+		return err
+	}
+	plain := &row{name: "plain http:// (absolute URI)", target: "http://" + upMTLS + "/", proxy: "http://" + agIntercept, pid: pid, tunnelload: true, ca: ca}
+	rows := []*row{
+		plain,
+		{name: "intercepted https:// (CONNECT, kept alive)", target: "https://" + upMTLS + "/", proxy: "http://" + agIntercept, pid: pid, tunnelload: true, ca: ca},
+	}
+	if err := h.measure(rows, *conns, *threads); err != nil {
+		return err
+	}
+	h.printf("| row | req/s | p50 ms | p99 ms | proxy CPU µs/req | req/s ÷ plain | CPU ÷ plain | errors |\n|---|---|---|---|---|---|---|---|\n")
+	rps := func(x result) float64 { return x.rps }
+	cpu := func(x result) float64 { return x.cpuPerReq }
+	p50 := func(x result) float64 { return x.p50 }
+	p99 := func(x result) float64 { return x.p99 }
+	for _, r := range rows {
+		errs := ""
+		for _, x := range r.results {
+			errs = strings.TrimSpace(errs + " " + x.errors)
+		}
+		h.printf("| %s | %.0f | %.2f | %.2f | %.1f | %.2f× | %.2f× | %s |\n", r.name, r.med(rps), r.med(p50), r.med(p99), r.med(cpu),
+			r.med(rps)/plain.med(rps), r.med(cpu)/plain.med(cpu), errs)
+	}
+	h.printf("\n")
 	return nil
 }
 

@@ -1,0 +1,99 @@
+// Command tunnelload drives a forward proxy the way an SDK does: c client
+// goroutines, each with its own kept-alive connection, sending GETs for d.
+// An https:// target goes through CONNECT (one tunnel per connection, kept
+// alive), an http:// target as absolute-URI requests — the same client code
+// for both, so the two rows compare the proxy, not the load generators. wrk
+// cannot send CONNECT. Prints one line: requests=N rps=X p50=ms p99=ms errors=E.
+//
+//	tunnelload -proxy 127.0.0.1:18102 -target https://127.0.0.1:18443/ -ca ca.pem -c 64 -d 5s
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"sort"
+	"sync"
+	"time"
+)
+
+func main() {
+	proxy := flag.String("proxy", "", "proxy address")
+	target := flag.String("target", "", "URL to request through the proxy")
+	caFile := flag.String("ca", "", "PEM roots for https targets")
+	c := flag.Int("c", 64, "connections")
+	d := flag.Duration("d", 5*time.Second, "duration")
+	flag.Parse()
+	roots := x509.NewCertPool()
+	if *caFile != "" {
+		b, err := os.ReadFile(*caFile)
+		if err != nil || !roots.AppendCertsFromPEM(b) {
+			fmt.Fprintln(os.Stderr, "tunnelload: cannot read -ca")
+			os.Exit(2)
+		}
+	}
+	pu, err := url.Parse("http://" + *proxy)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *d)
+	defer cancel()
+	var (
+		mu     sync.Mutex
+		lat    []time.Duration
+		errors int
+		wg     sync.WaitGroup
+	)
+	start := time.Now()
+	for i := 0; i < *c; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// One transport per goroutine: one connection (one tunnel) each.
+			tr := &http.Transport{Proxy: http.ProxyURL(pu), TLSClientConfig: &tls.Config{RootCAs: roots},
+				MaxIdleConnsPerHost: 1, DisableCompression: true}
+			defer tr.CloseIdleConnections()
+			var mine []time.Duration
+			bad := 0
+			for ctx.Err() == nil {
+				t0 := time.Now()
+				req, _ := http.NewRequestWithContext(ctx, "GET", *target, nil)
+				resp, err := tr.RoundTrip(req)
+				if err != nil {
+					if ctx.Err() == nil {
+						bad++
+					}
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					bad++
+					continue
+				}
+				mine = append(mine, time.Since(t0))
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			errors += bad
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	pct := func(p float64) float64 {
+		if len(lat) == 0 {
+			return 0
+		}
+		return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000
+	}
+	fmt.Printf("requests=%d rps=%.1f p50=%.3f p99=%.3f errors=%d\n", len(lat), float64(len(lat))/elapsed.Seconds(), pct(0.50), pct(0.99), errors)
+}
