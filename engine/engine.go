@@ -112,6 +112,7 @@ func (e *Engine) Start() error {
 		}
 	}
 	e.proxyLn = ln
+	ln = proxy.ShapeListener(ln)
 	e.proxySrv = &http.Server{
 		Handler:           e,
 		ReadHeaderTimeout: s.ReadHeaderTimeout.D,

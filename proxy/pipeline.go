@@ -95,8 +95,9 @@ func (p *Pipeline) send(route *Route, req *http.Request, d *Decision) (*http.Res
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		// authgress removes Upgrade from requests, so a 101 is a protocol
-		// violation; relaying it would leave the client hanging.
-		drain(resp.Body)
+		// violation; relaying it would leave the client hanging. Its body
+		// is the raw connection: close it, never read it.
+		_ = resp.Body.Close()
 		return nil, &UpstreamError{Stage: StageReset, Host: authority(d.Host, d.Port), Err: errSwitchedProtocols}
 	}
 	removeHopHeaders(resp.Header)
