@@ -24,7 +24,11 @@ func (e *Engine) adminServer() *http.Server {
 		for _, s := range e.cur.Load().prefetch {
 			if !s.Ready() {
 				w.WriteHeader(http.StatusServiceUnavailable)
-				fmt.Fprintf(w, "waiting for a token for credential %q\n", s.Name)
+				why := "the first fetch has not finished"
+				if st := s.State(); st.LastError != "" {
+					why = "the last fetch failed: " + st.LastError
+				}
+				fmt.Fprintf(w, "waiting for a token for credential %q: %s\n", s.Name, why)
 				return
 			}
 		}

@@ -77,6 +77,17 @@ func TestTestCommand(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "token       ok: credential app, Bearer") || !strings.Contains(out, "upstream    200 OK") || !strings.Contains(out, "result      ok") {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
+	// A connection split by path: its first path is the default, and a
+	// PATH that another connection matches is said plainly, not tested.
+	split := config(idp.TokenURL(), up.Addr, "paths = [\"/v1\"]\n\n[connections.reports]\nhosts = [\""+up.Addr+"\"]\npaths = [\"/reports\", \"/r2\"]\nprofile = \"upstream\"\n")
+	code, out = cli(t, split, "test", "api")
+	if code != 0 || !strings.Contains(out, "http://"+up.Addr+"/v1 ") || !strings.Contains(out, "result      ok") {
+		t.Fatalf("default path: exit %d:\n%s", code, out)
+	}
+	code, out = cli(t, split, "test", "reports", "/v1/x")
+	if code != 1 || !strings.Contains(out, `matched connection "api", not "reports"`) || !strings.Contains(out, "its paths: /reports, /r2") || strings.Contains(out, "scopes") {
+		t.Fatalf("other connection: exit %d:\n%s", code, out)
+	}
 	code, out = cli(t, strings.Replace(cfg, `id = "app"`, `id = "absent"`, 1), "test", "api")
 	if code != 1 || !strings.Contains(out, "token       FAILED at the vault") {
 		t.Fatalf("vault stage: exit %d:\n%s", code, out)

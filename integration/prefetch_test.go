@@ -19,13 +19,18 @@ func (a *Authgress) adminAddr() string {
 }
 
 func readyz(t *testing.T, addr string) int {
+	code, _ := readyzBody(t, addr)
+	return code
+}
+
+func readyzBody(t *testing.T, addr string) (int, string) {
 	resp, err := http.Get("http://" + addr + "/readyz")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
+	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	return resp.StatusCode
+	return resp.StatusCode, string(b)
 }
 
 func TestPrefetchAndReadiness(t *testing.T) {
@@ -57,12 +62,22 @@ func TestNotReadyWhilePrefetchFails(t *testing.T) {
 	idp.Stop()
 	cfg := "[server]\nadmin = \"127.0.0.1:0\"\n" + strings.Replace(config(idp.TokenURL(), up.Addr, ""), `scopes = ["api:read"]`, "scopes = [\"api:read\"]\nprefetch = true", 1)
 	a := startAuthgress(t, cfg)
-	time.Sleep(300 * time.Millisecond)
-	if code := readyz(t, a.adminAddr()); code != 503 {
-		t.Fatalf("/readyz = %d with the token endpoint down, want 503", code)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, body := readyzBody(t, a.adminAddr())
+		if code != 503 {
+			t.Fatalf("/readyz = %d with the token endpoint down, want 503", code)
+		}
+		if strings.Contains(body, "the last fetch failed") && strings.Contains(body, "connection refused") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz does not say why it is waiting: %q", body)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	idp.Start()
-	deadline := time.Now().Add(40 * time.Second)
+	deadline = time.Now().Add(40 * time.Second)
 	for readyz(t, a.adminAddr()) != 200 {
 		if time.Now().After(deadline) {
 			t.Fatal("not ready after the token endpoint came back")

@@ -14,7 +14,7 @@ import (
 
 func cmdTest(args []string, stdout, stderr io.Writer) int {
 	c := newCommand("test", "test CONNECTION [PATH] [--config FILE] [--method GET] [--host HOST]",
-		"Send one real request through the whole pipeline for CONNECTION (match, vault, token, upstream)\nand print the status and which stage failed, if one did. PATH defaults to /.", stdout, stderr)
+		"Send one real request through the whole pipeline for CONNECTION (match, vault, token, upstream)\nand print the status and which stage failed, if one did. PATH defaults to the connection's first\npath (or / when it has none).", stdout, stderr)
 	method := c.fs.String("method", "GET", "request method")
 	hostFlag := c.fs.String("host", "", "host[:port] to call (default: the connection's first non-wildcard host)")
 	pos, code, ok := c.parse(args, 1, 2)
@@ -25,7 +25,7 @@ func cmdTest(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return exitProblem
 	}
-	name, path := pos[0], "/"
+	name, path := pos[0], ""
 	if len(pos) == 2 {
 		path = pos[1]
 		if !strings.HasPrefix(path, "/") {
@@ -35,6 +35,12 @@ func cmdTest(args []string, stdout, stderr io.Writer) int {
 	if _, exists := cfg.Connections[name]; !exists {
 		fmt.Fprintf(stderr, "authgress test: connection %q is not defined in %s (defined: %v)\n", name, *c.config, sortedNames(cfg.Connections))
 		return exitProblem
+	}
+	if path == "" {
+		path = "/"
+		if ps := cfg.Connections[name].Paths; len(ps) > 0 {
+			path = ps[0] // "/" could belong to another connection of the same host
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Connections[name].Timeout.D+30*time.Second)
 	defer cancel()
@@ -67,7 +73,7 @@ func cmdTest(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "token       FAILED at the %s (%s): %v\n", failedStage(err), tokencache.Result(err), err)
 			return exitProblem
 		}
-		fmt.Fprintf(stdout, "token       ok: credential %s, %s, scope %q, expires in %s (%s)\n", route.Credential, tok.Type, tok.Scope,
+		fmt.Fprintf(stdout, "token       ok: credential %s, %s, scope %s, expires in %s (%s)\n", route.Credential, tok.Type, grantedScope(tok.Scope),
 			time.Until(tok.ExpiresAt).Round(time.Second), time.Since(start).Round(time.Millisecond))
 	} else {
 		fmt.Fprintln(stdout, "token       (this connection has no credential: nothing is injected)")
@@ -82,17 +88,30 @@ func cmdTest(args []string, stdout, stderr io.Writer) int {
 	resp, matched, errCode := eng.Do(req)
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
+	if matched != name {
+		other := "no connection"
+		if matched != "" {
+			other = fmt.Sprintf("connection %q", matched)
+		}
+		hint := ""
+		if ps := cfg.Connections[name].Paths; len(ps) > 0 {
+			hint = fmt.Sprintf(" (its paths: %s)", strings.Join(ps, ", "))
+		}
+		fmt.Fprintf(stdout, "match       FAILED: %s http://%s%s matched %s, not %q, so this did not test %q: pass a PATH that %q covers%s\n",
+			*method, host, path, other, name, name, name, hint)
+		return exitProblem
+	}
 	if errCode != "" {
 		fmt.Fprintf(stdout, "upstream    FAILED: %d %s\n            %s\n", resp.StatusCode, errCode, strings.TrimSpace(string(body)))
 		return exitProblem
 	}
-	if matched != name {
-		fmt.Fprintf(stdout, "note        the request matched connection %q, not %q (a more specific pattern or path wins)\n", matched, name)
-	}
 	fmt.Fprintf(stdout, "upstream    %s (%s, %s, %d bytes)\n", resp.Status, time.Since(start).Round(time.Millisecond), resp.Header.Get("Content-Type"), len(body))
 	switch {
+	case (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) && route.Token != nil:
+		fmt.Fprintln(stdout, "result      the upstream refused the request with the injected token: check the credential's scopes, params (audience) and the API's permissions")
+		return exitProblem
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		fmt.Fprintln(stdout, "result      the upstream refused the request: check the credential's scopes, params (audience) and the API's permissions")
+		fmt.Fprintln(stdout, "result      the upstream refused the request; this connection injects no credential (add one if the API needs a token)")
 		return exitProblem
 	case resp.StatusCode >= 400:
 		fmt.Fprintln(stdout, "result      the upstream answered with an error")

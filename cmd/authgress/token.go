@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -48,8 +49,8 @@ func cmdToken(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "credential  %s\nresult      FAILED at the %s (%s)\nerror       %v\n", name, failedStage(err), tokencache.Result(err), err)
 		return exitProblem
 	}
-	fmt.Fprintf(stdout, "credential  %s\ntype        %s\nscopes      requested %q, granted %q\nexpires     in %s (%s)\nfetched in  %s\n",
-		name, tok.Type, strings.Join(cred.Scopes, " "), tok.Scope,
+	fmt.Fprintf(stdout, "credential  %s\ntype        %s\nscopes      requested %q, granted %s\nexpires     in %s (%s)\nfetched in  %s\n",
+		name, tok.Type, strings.Join(cred.Scopes, " "), grantedScope(tok.Scope),
 		time.Until(tok.ExpiresAt).Round(time.Second), tok.ExpiresAt.UTC().Format(time.RFC3339), time.Since(start).Round(time.Millisecond))
 	if *show {
 		fmt.Fprintf(stdout, "token       %s\n", tok.Value)
@@ -66,4 +67,14 @@ func failedStage(err error) string {
 		return "vault"
 	}
 	return "token endpoint"
+}
+
+// grantedScope quotes the scope the token endpoint granted; an endpoint
+// that omits scope grants what was requested (RFC 6749 §5.1) but did not
+// say so.
+func grantedScope(s string) string {
+	if s == "" {
+		return "not stated"
+	}
+	return strconv.Quote(s)
 }
