@@ -3,6 +3,7 @@ package conf
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -32,7 +33,7 @@ type rawConfig struct {
 // Load reads, decodes and validates the config file at path. The config is
 // usable only when the returned problems hold no error (warnings are fine).
 func Load(path string) (*Config, Problems) {
-	data, err := os.ReadFile(path)
+	data, err := readLimited(path)
 	if err != nil {
 		msg := "cannot read the config file"
 		if errors.Is(err, os.ErrNotExist) {
@@ -43,9 +44,25 @@ func Load(path string) (*Config, Problems) {
 	return Parse(path, data)
 }
 
+// readLimited reads at most MaxConfigSize+1 bytes of the file, enough for
+// Parse to tell that it is too large.
+func readLimited(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, MaxConfigSize+1))
+}
+
 // Parse decodes and validates config text; path names it in problems and
-// anchors relative file paths.
+// anchors relative file paths. Text over MaxConfigSize or nested deeper than
+// MaxNesting is refused; a leading UTF-8 byte order mark is skipped.
 func Parse(path string, data []byte) (*Config, Problems) {
+	data, p := precheck(path, data)
+	if p != nil {
+		return nil, Problems{*p}
+	}
 	r := &reporter{file: path}
 	var raw rawConfig
 	md, err := toml.Decode(string(data), &raw)
