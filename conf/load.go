@@ -70,7 +70,16 @@ func Parse(path string, data []byte) (*Config, Problems) {
 		r.list = append(r.list, decodeProblem(path, err))
 		return nil, r.list
 	}
-	r.pos = indexPositions(string(data))
+	pos, perr := indexPositions(data)
+	if perr != nil {
+		// The decoder accepted text the position parser refuses: report it
+		// rather than guess positions.
+		perr.File = path
+		perr.Msg = "TOML syntax: " + strings.TrimPrefix(perr.Msg, "toml: ")
+		r.list = append(r.list, *perr)
+		return nil, r.list
+	}
+	r.pos = pos
 	checkKeys(md, r)
 
 	cfg := &Config{Path: path, Dir: filepath.Dir(path)}

@@ -203,3 +203,48 @@ func TestQuotedKeysHavePositions(t *testing.T) {
 		t.Fatalf("got:\n%v", probs)
 	}
 }
+
+// TestPositionsFollowTheParser: key positions come from a TOML parser, so keys
+// written with escapes, quotes, spaces around dots or inside multi-line
+// inline tables are placed where they are written.
+func TestPositionsFollowTheParser(t *testing.T) {
+	text := `connections . "e" . hosts = [
+  "e.example.com/",
+  "d.example.com",
+]
+
+[vaults.local]
+type = "file"
+path = "secrets.toml"
+
+[connections."b\u0063"]
+hosts = ["bc.example.com"]
+credential = "nope"
+
+[connections.'d\e']
+hosts = ["d.example.com"]
+
+[server.auth]
+users = [
+  { name = "a", password = { env = "A" } },
+  { name = "a",
+    password = { env = "B" } },
+]
+`
+	_, probs := Load(writeConfig(t, text))
+	out := probs.Error()
+	for _, want := range []string{
+		`:2:3: error: connections.e.hosts[0]: "e.example.com/" is a URL or path`,
+		`:12:1: error: connections.bc.credential: credential "nope" is not defined`,
+		`:14:1: error: connections.d\e: invalid name "d\\e"`,
+		`:15:10: error: connections.d\e.hosts[0]: host "d.example.com" is also matched by connections.e`,
+		`:20:5: error: server.auth.users[1].name: user "a" is listed twice`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %s", want)
+		}
+	}
+	if t.Failed() {
+		t.Log("\n" + out)
+	}
+}
