@@ -19,15 +19,15 @@ import (
 // that each is decoded on its own and one wrong type does not hide the problems
 // in the others.
 type rawConfig struct {
-	Server      toml.Primitive            `toml:"server"`
-	Log         toml.Primitive            `toml:"log"`
-	Egress      toml.Primitive            `toml:"egress"`
-	Intercept   toml.Primitive            `toml:"intercept"`
-	Vaults      map[string]toml.Primitive `toml:"vaults"`
-	Credentials map[string]toml.Primitive `toml:"credentials"`
-	Profiles    map[string]toml.Primitive `toml:"profiles"`
-	Clusters    map[string]toml.Primitive `toml:"clusters"`
-	Connections map[string]toml.Primitive `toml:"connections"`
+	Server      toml.Primitive `toml:"server"`
+	Log         toml.Primitive `toml:"log"`
+	Egress      toml.Primitive `toml:"egress"`
+	Intercept   toml.Primitive `toml:"intercept"`
+	Vaults      toml.Primitive `toml:"vaults"`
+	Credentials toml.Primitive `toml:"credentials"`
+	Profiles    toml.Primitive `toml:"profiles"`
+	Clusters    toml.Primitive `toml:"clusters"`
+	Connections toml.Primitive `toml:"connections"`
 }
 
 // Load reads, decodes and validates the config file at path. The config is
@@ -83,47 +83,23 @@ func Parse(path string, data []byte) (*Config, Problems) {
 	checkKeys(md, r)
 
 	cfg := &Config{Path: path, Dir: filepath.Dir(path)}
-	decode := func(prim toml.Primitive, into any, where string) bool {
-		if err := md.PrimitiveDecode(prim, into); err != nil {
-			p := decodeProblem(path, err)
-			if p.Path == "" {
-				p.Path = where
-			}
-			if p.Pos.Line == 0 {
-				p.Pos, _ = r.pos.lookup(where)
-			}
-			r.list = append(r.list, p)
-			return false
-		}
-		return true
-	}
-	decode(raw.Server, &cfg.Server, "server")
-	decode(raw.Log, &cfg.Log, "log")
-	decode(raw.Egress, &cfg.Egress, "egress")
+	d := &decoder{md: &md, r: r, path: path}
+	d.section(raw.Server, "server", &cfg.Server)
+	d.section(raw.Log, "log", &cfg.Log)
+	d.section(raw.Egress, "egress", &cfg.Egress)
 	if md.IsDefined("intercept") {
 		cfg.Intercept = &Intercept{}
-		decode(raw.Intercept, cfg.Intercept, "intercept")
+		d.section(raw.Intercept, "intercept", cfg.Intercept)
 	}
-	cfg.Vaults = decodeTable[Vault](raw.Vaults, "vaults", decode)
-	cfg.Credentials = decodeTable[Credential](raw.Credentials, "credentials", decode)
-	cfg.Profiles = decodeTable[Profile](raw.Profiles, "profiles", decode)
-	cfg.Clusters = decodeTable[Cluster](raw.Clusters, "clusters", decode)
-	cfg.Connections = decodeTable[Connection](raw.Connections, "connections", decode)
+	cfg.Vaults = named[Vault](d, raw.Vaults, "vaults")
+	cfg.Credentials = named[Credential](d, raw.Credentials, "credentials")
+	cfg.Profiles = named[Profile](d, raw.Profiles, "profiles")
+	cfg.Clusters = named[Cluster](d, raw.Clusters, "clusters")
+	cfg.Connections = named[Connection](d, raw.Connections, "connections")
 
 	v := &validator{cfg: cfg, md: md, r: r}
 	v.run()
 	return cfg, r.list.sorted()
-}
-
-func decodeTable[T any](raw map[string]toml.Primitive, section string, decode func(toml.Primitive, any, string) bool) map[string]*T {
-	out := make(map[string]*T, len(raw))
-	for name, prim := range raw {
-		var t T
-		if decode(prim, &t, section+"."+name) {
-			out[name] = &t
-		}
-	}
-	return out
 }
 
 var typeErrRe = regexp.MustCompile(`^toml: line (\d+) \(last key "([^"]*)"\): (.*)$`)
