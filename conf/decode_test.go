@@ -32,3 +32,56 @@ func TestArraySectionsRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestWrongTypeKeepsTheEntry: a wrong-typed key used to drop its whole
+// credential, so the user saw "credential ... is not defined" elsewhere and
+// none of that credential's other problems.
+func TestWrongTypeKeepsTheEntry(t *testing.T) {
+	text := `[vaults.local]
+type = "file"
+path = "secrets.toml"
+
+[credentials.graph]
+vault = "local"
+id = "graph"
+token_url = "http://idp.example.com/token"
+scopes = "api.read"
+send = "both"
+params = "audience=x"
+
+[connections.graph]
+hosts = ["graph.example.com"]
+credential = "graph"
+timeout = 30
+
+[server.auth]
+users = [
+  { name = 7, password = { env = "A" } },
+  { name = "b", password = { env = "B", file = "x" } },
+]
+`
+	cfg, probs := Load(writeConfig(t, text))
+	out := probs.Error()
+	for _, want := range []string{
+		`:8:1: error: credentials.graph.token_url: the token endpoint must use https://`,
+		`:9:1: error: credentials.graph.scopes: expected an array, got a string`,
+		`:10:1: error: credentials.graph.send: must be basic or body`,
+		`:11:1: error: credentials.graph.params: expected a table, got a string`,
+		`:16:1: error: connections.graph.timeout: durations are strings with a unit`,
+		`:20:5: error: server.auth.users[0].name: expected a string, got an integer`,
+		`:21:17: error: server.auth.users[1].password: a secret reference takes exactly one of`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %s", want)
+		}
+	}
+	if strings.Contains(out, "is not defined") {
+		t.Errorf("the credential was dropped:\n%s", out)
+	}
+	if t.Failed() {
+		t.Log("\n" + out)
+	}
+	if c := cfg.Credentials["graph"]; c == nil || c.ID != "graph" || c.Scopes != nil {
+		t.Errorf("credential not decoded key by key: %+v", c)
+	}
+}
