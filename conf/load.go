@@ -82,7 +82,7 @@ func Parse(path string, data []byte) (*Config, Problems) {
 	r.pos = pos
 	checkKeys(md, r)
 
-	cfg := &Config{Path: path, Dir: filepath.Dir(path)}
+	cfg := &Config{Path: path, Dir: filepath.Dir(path), pos: pos}
 	d := &decoder{md: &md, r: r, path: path}
 	d.section(raw.Server, "server", &cfg.Server)
 	d.section(raw.Log, "log", &cfg.Log)
@@ -99,7 +99,7 @@ func Parse(path string, data []byte) (*Config, Problems) {
 
 	v := &validator{cfg: cfg, md: md, r: r}
 	v.run()
-	return cfg, r.list.sorted()
+	return cfg, r.list.Sorted()
 }
 
 var typeErrRe = regexp.MustCompile(`^toml: line (\d+) \(last key "([^"]*)"\): (.*)$`)

@@ -142,7 +142,7 @@ func TestProblems(t *testing.T) {
 		{"file vault profile", "[vaults.v]\ntype='file'\npath='secrets.toml'\nprofile='p'\n[profiles.p]\n", `vaults.v.profile: is not used by type = "file"`},
 		{"cycle", "[vaults.a]\ntype='hashicorp-kv'\naddress='https://vault:8200'\ntoken={vault='b', id='x/y'}\n[vaults.b]\ntype='hashicorp-kv'\naddress='https://vault2:8200'\ntoken={vault='a', id='x/y'}\n", "depends on itself: vaults.a -> vaults.b -> vaults.a"},
 		{"profile vault cycle", "[vaults.c]\ntype='cyberark-ccp'\nurl='https://ccp/x'\napp_id='a'\nsafe='S'\nprofile='p'\n[profiles.p]\nkeystore='secrets.toml'\npassword={vault='c', id='Certs:p12'}\n", "depends on itself"},
-		{"missing file", "[vaults.v]\ntype='file'\npath='nope.toml'\n", "cannot read file"},
+		{"missing file", "[vaults.v]\ntype='file'\npath='nope.toml'\n", "nope.toml\" does not exist"},
 		{"bad duration", "[server]\nshutdown_timeout='5 seconds'\n", "is not a duration"},
 		{"min version", "[profiles.p]\nmin_version='1.0'\n", "must be \"1.2\" or \"1.3\""},
 		{"same path overlap", "[connections.a]\nhosts=['a.com']\npaths=['/v1']\n[connections.b]\nhosts=['a.com']\npaths=['/v1/']\n", "also matched by connections.a"},

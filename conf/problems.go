@@ -60,7 +60,8 @@ func (ps Problems) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-func (ps Problems) sorted() Problems {
+// Sorted orders problems by position (stable), in place, and returns them.
+func (ps Problems) Sorted() Problems {
 	sort.SliceStable(ps, func(i, j int) bool {
 		if ps[i].Pos.Line != ps[j].Pos.Line {
 			return ps[i].Pos.Line < ps[j].Pos.Line
