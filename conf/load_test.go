@@ -248,3 +248,32 @@ users = [
 		t.Log("\n" + out)
 	}
 }
+
+// TestNormalizeHost: a trailing dot is dropped once and for all, and empty
+// labels are refused ("localhost.." used to become "localhost.", which
+// normalised again to "localhost").
+func TestNormalizeHost(t *testing.T) {
+	good := map[string]string{
+		"API.Example.COM.": "api.example.com",
+		"localhost":        "localhost",
+		"localhost.":       "localhost",
+		"bücher.example.":  "xn--bcher-kva.example",
+		"a。b。":             "a.b",
+		"::1":              "::1",
+		"10.0.0.1":         "10.0.0.1",
+	}
+	for in, want := range good {
+		got, ok := NormalizeHost(in)
+		if !ok || got != want {
+			t.Errorf("NormalizeHost(%q) = %q, %v; want %q", in, got, ok, want)
+		}
+		if again, ok := NormalizeHost(got); !ok || again != got {
+			t.Errorf("NormalizeHost(%q) = %q, %v; not idempotent", got, again, ok)
+		}
+	}
+	for _, bad := range []string{"", ".", "..", "localhost..", "a..b", ".a", ".a.", "a.b..", "a b", "a/b", "a。。", "。a"} {
+		if got, ok := NormalizeHost(bad); ok {
+			t.Errorf("NormalizeHost(%q) = %q, accepted", bad, got)
+		}
+	}
+}
