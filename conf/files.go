@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"syscall"
 )
 
 // Readable reports whether the running process can read the file at path,
@@ -13,7 +14,8 @@ import (
 // reads any file, ACLs and mounts may refuse). The error says why not, in
 // words for a config problem.
 func Readable(path string) error {
-	f, err := os.Open(path)
+	// Non-blocking, so that opening a FIFO cannot hang check or a reload.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
@@ -24,8 +26,14 @@ func Readable(path string) error {
 		return fmt.Errorf("cannot open file %q", path)
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.IsDir() {
+	fi, err := f.Stat()
+	switch {
+	case err != nil:
+		return fmt.Errorf("cannot read file %q", path)
+	case fi.IsDir():
 		return fmt.Errorf("%q is a directory, not a file", path)
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("%q is not a regular file", path)
 	}
 	if _, err := f.Read(make([]byte, 1)); err != nil && err != io.EOF {
 		return fmt.Errorf("cannot read file %q", path)

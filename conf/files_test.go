@@ -4,7 +4,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // TestUnreadableFilesReported: a file vault's path (and other files the
@@ -62,5 +64,24 @@ func TestUnreadableByMode(t *testing.T) {
 	_, probs := Parse(filepath.Join(dir, "authgress.toml"), []byte("[vaults.v]\ntype = 'file'\npath = 'secrets.toml'\n"))
 	if !strings.Contains(probs.Error(), ":3:1: error: vaults.v.path: file \""+secrets+"\" cannot be read by this user (permission denied)") {
 		t.Fatalf("got:\n%v", probs)
+	}
+}
+
+// TestReadableFIFO: opening a FIFO for reading blocks until a writer comes;
+// a config naming one must not hang check.
+func TestReadableFIFO(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skip("no FIFOs here:", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- Readable(fifo) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Fatalf("Readable(fifo) = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Readable blocked on a FIFO")
 	}
 }
