@@ -1,6 +1,7 @@
 package conf
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -44,6 +45,13 @@ func Load(path string) (*Config, Problems) {
 	return Parse(path, data)
 }
 
+// offsetPos is the line and column of a byte offset in data.
+func offsetPos(data []byte, off int) Pos {
+	before := data[:off]
+	line := bytes.Count(before, []byte("\n")) + 1
+	return Pos{Line: line, Col: off - (bytes.LastIndexByte(before, '\n') + 1) + 1}
+}
+
 // readLimited reads at most MaxConfigSize+1 bytes of the file, enough for
 // Parse to tell that it is too large.
 func readLimited(path string) ([]byte, error) {
@@ -67,7 +75,14 @@ func Parse(path string, data []byte) (*Config, Problems) {
 	var raw rawConfig
 	md, err := toml.Decode(string(data), &raw)
 	if err != nil {
-		r.list = append(r.list, decodeProblem(path, err))
+		p := decodeProblem(path, err)
+		var pe toml.ParseError
+		if p.Pos.Line == 0 && errors.As(err, &pe) && pe.Position.Start >= 0 && pe.Position.Start <= len(data) {
+			// The library leaves the line unset for some errors at the end
+			// of the text (an escape cut short); its byte offset is right.
+			p.Pos = offsetPos(data, pe.Position.Start)
+		}
+		r.list = append(r.list, p)
 		return nil, r.list
 	}
 	pos, perr := indexPositions(data)

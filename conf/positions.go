@@ -23,21 +23,23 @@ type Pos struct{ Line, Col int }
 type positions map[string]Pos
 
 func (p positions) lookup(path string) (Pos, bool) {
-	for path != "" {
+	for {
 		if pos, ok := p[path]; ok {
 			return pos, true
 		}
 		if pos, ok := p[stripIndices(path)]; ok {
 			return pos, true
 		}
+		if pos, ok := p[strings.ToLower(path)]; ok {
+			return pos, true
+		}
 		// fall back to the enclosing key
 		i := strings.LastIndexAny(path, ".[")
 		if i < 0 {
-			break
+			return Pos{}, false
 		}
 		path = path[:i]
 	}
-	return Pos{}, false
 }
 
 func stripIndices(path string) string {
@@ -80,7 +82,7 @@ func indexPositions(src []byte) (positions, *Problem) {
 	}
 	var p unstable.Parser
 	p.Reset(src)
-	table := ""
+	table, top := "", true // top: no [table] header yet
 	for p.NextExpression() {
 		e := p.Expression()
 		switch e.Kind {
@@ -95,9 +97,9 @@ func indexPositions(src []byte) (positions, *Problem) {
 				path += "[" + strconv.Itoa(n) + "]"
 			}
 			ix.record(path, at)
-			table = path
+			table, top = path, false
 		case unstable.KeyValue:
-			ix.keyValue(table, e)
+			ix.keyValue(table, top, e)
 		}
 	}
 	if err := p.Error(); err != nil {
@@ -147,38 +149,41 @@ func (ix *indexer) headerPath(it *unstable.Iterator) (string, *unstable.Node) {
 		k := it.Node()
 		if first == nil {
 			first = k
+			path = string(k.Data)
+			continue
 		}
-		if path != "" {
-			if n, ok := ix.arrays[path]; ok && n > 0 {
-				path += "[" + strconv.Itoa(n-1) + "]"
-			}
+		if n, ok := ix.arrays[path]; ok && n > 0 {
+			path += "[" + strconv.Itoa(n-1) + "]"
 		}
-		path = join(path, string(k.Data))
+		path += "." + string(k.Data)
 	}
 	return path, first
 }
 
 func (ix *indexer) record(path string, at Pos) {
+	ix.recordOnce(path, at)
+	ix.recordOnce(stripIndices(path), at)
+}
+
+// recordOnce records path at its first occurrence, and under its lower-case
+// spelling too: the TOML library matches schema keys case-insensitively
+// ([Credentials.x] fills credentials.x, an error reported as such), and
+// validation names the schema's spelling.
+func (ix *indexer) recordOnce(path string, at Pos) {
 	if _, ok := ix.pos[path]; !ok {
 		ix.pos[path] = at
 	}
-	if plain := stripIndices(path); plain != path {
-		if _, ok := ix.pos[plain]; !ok {
-			ix.pos[plain] = at
+	if lower := strings.ToLower(path); lower != path {
+		if _, ok := ix.pos[lower]; !ok {
+			ix.pos[lower] = at
 		}
 	}
 }
 
-func join(prefix, key string) string {
-	if prefix == "" {
-		return key
-	}
-	return prefix + "." + key
-}
-
-// keyValue records a key = value expression under prefix, each part of a
-// dotted key at the key's position, then what the value holds.
-func (ix *indexer) keyValue(prefix string, kv *unstable.Node) {
+// keyValue records a key = value expression under prefix (top: at the top
+// level, where there is no prefix), each part of a dotted key at the key's
+// position, then what the value holds. Key parts may be empty ("" = 1).
+func (ix *indexer) keyValue(prefix string, top bool, kv *unstable.Node) {
 	path := prefix
 	var at Pos
 	it := kv.Key()
@@ -187,7 +192,11 @@ func (ix *indexer) keyValue(prefix string, kv *unstable.Node) {
 		if i == 0 {
 			at = ix.at(int(k.Raw.Offset))
 		}
-		path = join(path, string(k.Data))
+		if i == 0 && top {
+			path = string(k.Data)
+		} else {
+			path += "." + string(k.Data)
+		}
 		ix.record(path, at)
 	}
 	ix.value(path, kv.Value())
@@ -199,7 +208,7 @@ func (ix *indexer) value(path string, v *unstable.Node) {
 		it := v.Children()
 		for it.Next() {
 			if n := it.Node(); n.Kind == unstable.KeyValue {
-				ix.keyValue(path, n)
+				ix.keyValue(path, false, n)
 			}
 		}
 	case unstable.Array:
