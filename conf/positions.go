@@ -88,8 +88,8 @@ func indexPositions(src []byte) (positions, *Problem) {
 		switch e.Kind {
 		case unstable.Table, unstable.ArrayTable:
 			it := e.Key()
-			path, first := ix.headerPath(&it)
-			at := ix.header(first)
+			at := ix.header(e.Child())
+			path := ix.headerPath(&it, at)
 			if e.Kind == unstable.ArrayTable {
 				n := ix.arrays[path]
 				ix.arrays[path] = n + 1
@@ -141,23 +141,24 @@ func (ix *indexer) header(first *unstable.Node) Pos {
 
 // headerPath joins a table header's key parts, giving each part that names an
 // array of tables defined before the index of its last element, as TOML
-// does ([[a]] then [a.b] adds b to the last element of a).
-func (ix *indexer) headerPath(it *unstable.Iterator) (string, *unstable.Node) {
-	var first *unstable.Node
+// does ([[a]] then [a.b] adds b to the last element of a). The tables the
+// header defines implicitly (a for [a.b]) are recorded at it, unless they
+// are written elsewhere first.
+func (ix *indexer) headerPath(it *unstable.Iterator, at Pos) string {
 	path := ""
-	for it.Next() {
+	for i := 0; it.Next(); i++ {
 		k := it.Node()
-		if first == nil {
-			first = k
+		if i == 0 {
 			path = string(k.Data)
 			continue
 		}
+		ix.record(path, at)
 		if n, ok := ix.arrays[path]; ok && n > 0 {
 			path += "[" + strconv.Itoa(n-1) + "]"
 		}
 		path += "." + string(k.Data)
 	}
-	return path, first
+	return path
 }
 
 func (ix *indexer) record(path string, at Pos) {
