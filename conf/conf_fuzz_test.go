@@ -38,7 +38,7 @@ var fuzzConfigSeeds = []string{
 // fileLevel reports whether a problem is about the file as a whole and so has
 // no line.
 func fileLevel(p Problem) bool {
-	return p.Path == "" && strings.Contains(p.Msg, "larger than")
+	return p.Path == "" && (strings.Contains(p.Msg, "larger than") || strings.Contains(p.Msg, "more problems not shown"))
 }
 
 // tomlDepth is how deep a decoded TOML value nests, counted as nestingDepth

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -108,5 +109,18 @@ func TestNestingDepth(t *testing.T) {
 		if got != tc.want {
 			t.Errorf("nestingDepth(%q) = %d, want %d", tc.text, got, tc.want)
 		}
+	}
+}
+
+// TestProblemCap: a file of hundreds of thousands of mistakes lists the first
+// MaxProblems and says there are more, instead of spending seconds on each.
+func TestProblemCap(t *testing.T) {
+	var b strings.Builder
+	for i := 0; i < 50000; i++ {
+		b.WriteString("[t" + strconv.Itoa(i) + "]\n")
+	}
+	probs := parseWithin(t, 10*time.Second, []byte(b.String()))
+	if len(probs) != MaxProblems+1 || !strings.Contains(probs[MaxProblems].Msg, "more problems not shown") {
+		t.Fatalf("got %d problems, last: %v", len(probs), probs[len(probs)-1])
 	}
 }

@@ -114,7 +114,7 @@ func Parse(path string, data []byte) (*Config, Problems) {
 
 	v := &validator{cfg: cfg, md: md, r: r}
 	v.run()
-	return cfg, r.list.Sorted()
+	return cfg, r.list.Sorted().capped(path, r.truncated)
 }
 
 var typeErrRe = regexp.MustCompile(`^toml: line (\d+) \(last key "([^"]*)"\): (.*)$`)
@@ -183,6 +183,10 @@ var (
 func checkKeys(md toml.MetaData, r *reporter) {
 	root := reflect.TypeOf(Config{})
 	for _, key := range md.Keys() {
+		if len(r.list) >= MaxProblems {
+			r.truncated = true // the rest would not be shown
+			return
+		}
 		path := strings.Join(key, ".") // Key.String() quotes parts; the position index does not
 		t := root
 		for i := 0; i < len(key); {
