@@ -79,12 +79,16 @@ func ParseHostPattern(s string) (HostPattern, error) {
 	return p, nil
 }
 
-// NormalizeHost lower-cases a host name, drops one trailing dot and converts an
-// internationalised name to punycode. It allocates only when the name changes.
-// ok is false for characters no host name may contain.
+// NormalizeHost lower-cases a host name, drops the one trailing dot of a fully
+// qualified name and converts an internationalised name to punycode. It
+// allocates only when the name changes. ok is false for characters no host
+// name may contain and for empty labels ("a..b", ".a", "a..", ".", ""). The
+// result has no upper case and no trailing dot, so normalising it again
+// returns it unchanged.
 func NormalizeHost(h string) (string, bool) {
 	h = strings.TrimSuffix(h, ".")
 	needLower, ascii := false, true
+	prev := byte('.') // a leading dot is an empty label
 	for i := 0; i < len(h); i++ {
 		c := h[i]
 		switch {
@@ -92,20 +96,39 @@ func NormalizeHost(h string) (string, bool) {
 			ascii = false
 		case c >= 'A' && c <= 'Z':
 			needLower = true
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '.', c == '_', c == ':':
+		case c == '.':
+			if prev == '.' {
+				return "", false
+			}
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_', c == ':':
 		default:
 			return "", false
 		}
+		prev = c
+	}
+	if prev == '.' { // "" or a name that ended in two dots
+		return "", false
 	}
 	if !ascii {
 		a, err := idna.Lookup.ToASCII(h)
-		if err != nil {
+		if err != nil || !isASCII(a) {
 			return "", false
 		}
-		return a, true
+		// IDNA maps other dots (U+3002 and the like) to '.', so the ASCII
+		// form can end in a dot or hold empty labels: check it again.
+		return NormalizeHost(a)
 	}
 	if needLower {
 		return strings.ToLower(h), true
 	}
 	return h, true
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

@@ -1,8 +1,10 @@
 package conf
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -18,21 +20,21 @@ import (
 // that each is decoded on its own and one wrong type does not hide the problems
 // in the others.
 type rawConfig struct {
-	Server      toml.Primitive            `toml:"server"`
-	Log         toml.Primitive            `toml:"log"`
-	Egress      toml.Primitive            `toml:"egress"`
-	Intercept   toml.Primitive            `toml:"intercept"`
-	Vaults      map[string]toml.Primitive `toml:"vaults"`
-	Credentials map[string]toml.Primitive `toml:"credentials"`
-	Profiles    map[string]toml.Primitive `toml:"profiles"`
-	Clusters    map[string]toml.Primitive `toml:"clusters"`
-	Connections map[string]toml.Primitive `toml:"connections"`
+	Server      toml.Primitive `toml:"server"`
+	Log         toml.Primitive `toml:"log"`
+	Egress      toml.Primitive `toml:"egress"`
+	Intercept   toml.Primitive `toml:"intercept"`
+	Vaults      toml.Primitive `toml:"vaults"`
+	Credentials toml.Primitive `toml:"credentials"`
+	Profiles    toml.Primitive `toml:"profiles"`
+	Clusters    toml.Primitive `toml:"clusters"`
+	Connections toml.Primitive `toml:"connections"`
 }
 
 // Load reads, decodes and validates the config file at path. The config is
 // usable only when the returned problems hold no error (warnings are fine).
 func Load(path string) (*Config, Problems) {
-	data, err := os.ReadFile(path)
+	data, err := readLimited(path)
 	if err != nil {
 		msg := "cannot read the config file"
 		if errors.Is(err, os.ErrNotExist) {
@@ -43,61 +45,76 @@ func Load(path string) (*Config, Problems) {
 	return Parse(path, data)
 }
 
+// offsetPos is the line and column of a byte offset in data.
+func offsetPos(data []byte, off int) Pos {
+	before := data[:off]
+	line := bytes.Count(before, []byte("\n")) + 1
+	return Pos{Line: line, Col: off - (bytes.LastIndexByte(before, '\n') + 1) + 1}
+}
+
+// readLimited reads at most MaxConfigSize+1 bytes of the file, enough for
+// Parse to tell that it is too large.
+func readLimited(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, MaxConfigSize+1))
+}
+
 // Parse decodes and validates config text; path names it in problems and
-// anchors relative file paths.
+// anchors relative file paths. Text over MaxConfigSize or nested deeper than
+// MaxNesting is refused; a leading UTF-8 byte order mark is skipped.
 func Parse(path string, data []byte) (*Config, Problems) {
+	data, p := precheck(path, data)
+	if p != nil {
+		return nil, Problems{*p}
+	}
 	r := &reporter{file: path}
 	var raw rawConfig
 	md, err := toml.Decode(string(data), &raw)
 	if err != nil {
-		r.list = append(r.list, decodeProblem(path, err))
+		p := decodeProblem(path, err)
+		var pe toml.ParseError
+		if p.Pos.Line == 0 && errors.As(err, &pe) && pe.Position.Start >= 0 && pe.Position.Start <= len(data) {
+			// The library leaves the line unset for some errors at the end
+			// of the text (an escape cut short); its byte offset is right.
+			p.Pos = offsetPos(data, pe.Position.Start)
+		}
+		r.list = append(r.list, p)
 		return nil, r.list
 	}
-	r.pos = indexPositions(string(data))
+	pos, perr := indexPositions(data)
+	if perr != nil {
+		// The decoder accepted text the position parser refuses: report it
+		// rather than guess positions.
+		perr.File = path
+		perr.Msg = "TOML syntax: " + strings.TrimPrefix(perr.Msg, "toml: ")
+		r.list = append(r.list, *perr)
+		return nil, r.list
+	}
+	r.pos = pos
 	checkKeys(md, r)
 
-	cfg := &Config{Path: path, Dir: filepath.Dir(path)}
-	decode := func(prim toml.Primitive, into any, where string) bool {
-		if err := md.PrimitiveDecode(prim, into); err != nil {
-			p := decodeProblem(path, err)
-			if p.Path == "" {
-				p.Path = where
-			}
-			if p.Pos.Line == 0 {
-				p.Pos, _ = r.pos.lookup(where)
-			}
-			r.list = append(r.list, p)
-			return false
-		}
-		return true
-	}
-	decode(raw.Server, &cfg.Server, "server")
-	decode(raw.Log, &cfg.Log, "log")
-	decode(raw.Egress, &cfg.Egress, "egress")
+	cfg := &Config{Path: path, Dir: filepath.Dir(path), pos: pos}
+	d := &decoder{md: &md, r: r, path: path}
+	d.section(raw.Server, "server", &cfg.Server)
+	d.section(raw.Log, "log", &cfg.Log)
+	d.section(raw.Egress, "egress", &cfg.Egress)
 	if md.IsDefined("intercept") {
 		cfg.Intercept = &Intercept{}
-		decode(raw.Intercept, cfg.Intercept, "intercept")
+		d.section(raw.Intercept, "intercept", cfg.Intercept)
 	}
-	cfg.Vaults = decodeTable[Vault](raw.Vaults, "vaults", decode)
-	cfg.Credentials = decodeTable[Credential](raw.Credentials, "credentials", decode)
-	cfg.Profiles = decodeTable[Profile](raw.Profiles, "profiles", decode)
-	cfg.Clusters = decodeTable[Cluster](raw.Clusters, "clusters", decode)
-	cfg.Connections = decodeTable[Connection](raw.Connections, "connections", decode)
+	cfg.Vaults = named[Vault](d, raw.Vaults, "vaults")
+	cfg.Credentials = named[Credential](d, raw.Credentials, "credentials")
+	cfg.Profiles = named[Profile](d, raw.Profiles, "profiles")
+	cfg.Clusters = named[Cluster](d, raw.Clusters, "clusters")
+	cfg.Connections = named[Connection](d, raw.Connections, "connections")
 
 	v := &validator{cfg: cfg, md: md, r: r}
 	v.run()
-	return cfg, r.list.sorted()
-}
-
-func decodeTable[T any](raw map[string]toml.Primitive, section string, decode func(toml.Primitive, any, string) bool) map[string]*T {
-	out := make(map[string]*T, len(raw))
-	for name, prim := range raw {
-		var t T
-		if decode(prim, &t, section+"."+name) {
-			out[name] = &t
-		}
-	}
-	return out
+	return cfg, r.list.Sorted().capped(path, r.truncated)
 }
 
 var typeErrRe = regexp.MustCompile(`^toml: line (\d+) \(last key "([^"]*)"\): (.*)$`)
@@ -166,6 +183,10 @@ var (
 func checkKeys(md toml.MetaData, r *reporter) {
 	root := reflect.TypeOf(Config{})
 	for _, key := range md.Keys() {
+		if len(r.list) >= MaxProblems {
+			r.truncated = true // the rest would not be shown
+			return
+		}
 		path := strings.Join(key, ".") // Key.String() quotes parts; the position index does not
 		t := root
 		for i := 0; i < len(key); {

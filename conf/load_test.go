@@ -142,7 +142,7 @@ func TestProblems(t *testing.T) {
 		{"file vault profile", "[vaults.v]\ntype='file'\npath='secrets.toml'\nprofile='p'\n[profiles.p]\n", `vaults.v.profile: is not used by type = "file"`},
 		{"cycle", "[vaults.a]\ntype='hashicorp-kv'\naddress='https://vault:8200'\ntoken={vault='b', id='x/y'}\n[vaults.b]\ntype='hashicorp-kv'\naddress='https://vault2:8200'\ntoken={vault='a', id='x/y'}\n", "depends on itself: vaults.a -> vaults.b -> vaults.a"},
 		{"profile vault cycle", "[vaults.c]\ntype='cyberark-ccp'\nurl='https://ccp/x'\napp_id='a'\nsafe='S'\nprofile='p'\n[profiles.p]\nkeystore='secrets.toml'\npassword={vault='c', id='Certs:p12'}\n", "depends on itself"},
-		{"missing file", "[vaults.v]\ntype='file'\npath='nope.toml'\n", "cannot read file"},
+		{"missing file", "[vaults.v]\ntype='file'\npath='nope.toml'\n", "nope.toml\" does not exist"},
 		{"bad duration", "[server]\nshutdown_timeout='5 seconds'\n", "is not a duration"},
 		{"min version", "[profiles.p]\nmin_version='1.0'\n", "must be \"1.2\" or \"1.3\""},
 		{"same path overlap", "[connections.a]\nhosts=['a.com']\npaths=['/v1']\n[connections.b]\nhosts=['a.com']\npaths=['/v1/']\n", "also matched by connections.a"},
@@ -201,5 +201,79 @@ func TestQuotedKeysHavePositions(t *testing.T) {
 	_, probs := Load(writeConfig(t, "[vaults.local]\ntype = \"file\"\npath = \"secrets.toml\"\n\n[\"Safe:odd\"]\nx = 1\n"))
 	if !strings.Contains(probs.Error(), ":5:1: error: Safe:odd: unknown key") {
 		t.Fatalf("got:\n%v", probs)
+	}
+}
+
+// TestPositionsFollowTheParser: key positions come from a TOML parser, so keys
+// written with escapes, quotes, spaces around dots or inside multi-line
+// inline tables are placed where they are written.
+func TestPositionsFollowTheParser(t *testing.T) {
+	text := `connections . "e" . hosts = [
+  "e.example.com/",
+  "d.example.com",
+]
+
+[vaults.local]
+type = "file"
+path = "secrets.toml"
+
+[connections."b\u0063"]
+hosts = ["bc.example.com"]
+credential = "nope"
+
+[connections.'d\e']
+hosts = ["d.example.com"]
+
+[server.auth]
+users = [
+  { name = "a", password = { env = "A" } },
+  { name = "a",
+    password = { env = "B" } },
+]
+`
+	_, probs := Load(writeConfig(t, text))
+	out := probs.Error()
+	for _, want := range []string{
+		`:2:3: error: connections.e.hosts[0]: "e.example.com/" is a URL or path`,
+		`:12:1: error: connections.bc.credential: credential "nope" is not defined`,
+		`:14:1: error: connections.d\e: invalid name "d\\e"`,
+		`:15:10: error: connections.d\e.hosts[0]: host "d.example.com" is also matched by connections.e`,
+		`:20:5: error: server.auth.users[1].name: user "a" is listed twice`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %s", want)
+		}
+	}
+	if t.Failed() {
+		t.Log("\n" + out)
+	}
+}
+
+// TestNormalizeHost: a trailing dot is dropped once and for all, and empty
+// labels are refused ("localhost.." used to become "localhost.", which
+// normalised again to "localhost").
+func TestNormalizeHost(t *testing.T) {
+	good := map[string]string{
+		"API.Example.COM.": "api.example.com",
+		"localhost":        "localhost",
+		"localhost.":       "localhost",
+		"bücher.example.":  "xn--bcher-kva.example",
+		"a。b。":             "a.b",
+		"::1":              "::1",
+		"10.0.0.1":         "10.0.0.1",
+	}
+	for in, want := range good {
+		got, ok := NormalizeHost(in)
+		if !ok || got != want {
+			t.Errorf("NormalizeHost(%q) = %q, %v; want %q", in, got, ok, want)
+		}
+		if again, ok := NormalizeHost(got); !ok || again != got {
+			t.Errorf("NormalizeHost(%q) = %q, %v; not idempotent", got, again, ok)
+		}
+	}
+	for _, bad := range []string{"", ".", "..", "localhost..", "a..b", ".a", ".a.", "a.b..", "a b", "a/b", "a。。", "。a"} {
+		if got, ok := NormalizeHost(bad); ok {
+			t.Errorf("NormalizeHost(%q) = %q, accepted", bad, got)
+		}
 	}
 }

@@ -60,7 +60,8 @@ func (ps Problems) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-func (ps Problems) sorted() Problems {
+// Sorted orders problems by position (stable), in place, and returns them.
+func (ps Problems) Sorted() Problems {
 	sort.SliceStable(ps, func(i, j int) bool {
 		if ps[i].Pos.Line != ps[j].Pos.Line {
 			return ps[i].Pos.Line < ps[j].Pos.Line
@@ -70,11 +71,30 @@ func (ps Problems) sorted() Problems {
 	return ps
 }
 
+// MaxProblems is how many problems one config reports at most: a file of
+// thousands of mistakes (or of garbage) is not worth listing in full, and
+// stopping early keeps its verdict fast.
+const MaxProblems = 1000
+
+// capped keeps the first MaxProblems problems and says that more were left
+// out (truncated: the checks stopped before finding them all).
+func (ps Problems) capped(file string, truncated bool) Problems {
+	if len(ps) <= MaxProblems && !truncated {
+		return ps
+	}
+	msg := "more problems not shown: fix the ones above first"
+	if !truncated {
+		msg = fmt.Sprintf("%d %s", len(ps)-MaxProblems, msg)
+	}
+	return append(ps[:min(len(ps), MaxProblems):min(len(ps), MaxProblems)], Problem{File: file, Msg: msg})
+}
+
 // reporter collects problems and places them with the position index.
 type reporter struct {
-	file string
-	pos  positions
-	list Problems
+	file      string
+	truncated bool // stopped looking after MaxProblems
+	pos       positions
+	list      Problems
 }
 
 func (r *reporter) errorf(path, format string, args ...any) {

@@ -19,6 +19,8 @@ type Config struct {
 	// which relative file paths in the config are resolved.
 	Path string `toml:"-"`
 	Dir  string `toml:"-"`
+
+	pos positions // where each key is written
 }
 
 // Server configures the proxy listener and its limits.

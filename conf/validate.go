@@ -5,7 +5,6 @@ import (
 	"maps"
 	"net"
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -115,6 +114,9 @@ func (v *validator) secret(path string, s *Secret, required bool) {
 		}
 	case s.File != "":
 		s.File = v.path(s.File)
+		if err := Readable(s.File); err != nil {
+			v.r.errorf(path, "secret %v", err)
+		}
 	}
 }
 
@@ -131,8 +133,8 @@ func (v *validator) file(path string, p *string) {
 		return
 	}
 	*p = v.path(*p)
-	if _, err := os.Stat(*p); err != nil {
-		v.r.errorf(path, "cannot read file %q", *p)
+	if err := Readable(*p); err != nil {
+		v.r.errorf(path, "%v", err)
 	}
 }
 

@@ -96,3 +96,44 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		t.Errorf("check --help: %v %s", err, out)
 	}
 }
+
+// TestCheckReportsEveryFileProblem: problems with the files a config names
+// (profiles' CA, certificate and keystore, a file vault's path) are all
+// reported in one run, each with its line and key path.
+func TestCheckReportsEveryFileProblem(t *testing.T) {
+	dir := t.TempDir()
+	_ = os.WriteFile(filepath.Join(dir, "garbage.pem"), []byte("not a certificate\n"), 0o600)
+	_ = os.WriteFile(filepath.Join(dir, "garbage.p12"), []byte("not a keystore"), 0o600)
+	_ = os.Mkdir(filepath.Join(dir, "secrets.d"), 0o700)
+	path := filepath.Join(dir, "files.toml")
+	text := `[vaults.local]
+type = "file"
+path = "secrets.d"
+
+[profiles.a]
+ca = "garbage.pem"
+
+[profiles.b]
+keystore = "garbage.p12"
+password = { env = "AUTHGRESS_TEST_NEVER_SET" }
+
+[profiles.c]
+ca = "garbage.pem"
+`
+	_ = os.WriteFile(path, []byte(text), 0o600)
+	code, out := runCheck(t, path)
+	t.Log("\n" + out)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1", code)
+	}
+	for _, want := range []string{
+		`files.toml:3:1: error: vaults.local.path: "` + filepath.Join(dir, "secrets.d") + `" is a directory, not a file`,
+		`files.toml:6:1: error: profiles.a.ca: ca file ` + filepath.Join(dir, "garbage.pem") + ` holds no PEM certificate`,
+		`files.toml:10:1: error: profiles.b.password: keystore password (env:AUTHGRESS_TEST_NEVER_SET): environment variable AUTHGRESS_TEST_NEVER_SET is not set`,
+		`files.toml:13:1: error: profiles.c.ca: ca file ` + filepath.Join(dir, "garbage.pem") + ` holds no PEM certificate`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing: %s", want)
+		}
+	}
+}

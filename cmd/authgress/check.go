@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/authgress/authgress/conf"
+	"github.com/authgress/authgress/conf/filecheck"
 	"github.com/authgress/authgress/engine"
 )
 
@@ -17,12 +18,16 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	cfg, probs, ok := loadConfig(path, stderr)
-	if !ok {
-		return exitProblem
+	cfg, probs := conf.Load(path)
+	if cfg != nil { // the profiles' files too, every problem in one run
+		probs = append(probs, filecheck.Profiles(context.Background(), cfg)...).Sorted()
 	}
 	for _, p := range probs {
 		fmt.Fprintln(stderr, p.String())
+	}
+	if probs.HasErrors() {
+		fmt.Fprintf(stderr, "%s: %d error(s)\n", path, countErrors(probs))
+		return exitProblem
 	}
 	// Build the runtime without listening: this loads trust files and
 	// resolves secret references, as run would.
