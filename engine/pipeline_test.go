@@ -392,7 +392,12 @@ func TestConcurrentFirstRequestsShareOneFetch(t *testing.T) {
 			defer wg.Done()
 			resp, err := c.Get("http://" + up.hostPort() + "/")
 			if err != nil || resp.StatusCode != 200 {
-				failed.Add(1)
+				if failed.Add(1) == 1 && err == nil {
+					b, _ := io.ReadAll(resp.Body)
+					t.Logf("first failure: %d %s", resp.StatusCode, b)
+				} else if err != nil {
+					t.Logf("failure: %v", err)
+				}
 				return
 			}
 			resp.Body.Close()
