@@ -77,6 +77,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	rt.start(log)
 	a.cur.Store(rt)
+	logEffectiveConfig(log, cfg)
 
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
@@ -109,7 +110,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		select {
 		case <-hup:
 			log.Info("SIGHUP: reloading", "config", path)
-			_ = a.reload(ctx) // logged; a failed reload keeps the running config
+			if a.reload(ctx) == nil { // a failed reload is logged and keeps the running config
+				logEffectiveConfig(log, a.cur.Load().cfg)
+			}
 		case err := <-errc:
 			if !errors.Is(err, http.ErrServerClosed) {
 				log.Error("proxy listener failed", "error", err.Error())
