@@ -26,7 +26,7 @@ func logEffectiveConfig(log *slog.Logger, cfg *conf.Config) {
 	if cfg.Server.Auth != nil {
 		users = len(cfg.Server.Auth.Users)
 	}
-	log.Debug("config", "path", cfg.Path, "listen", cfg.Server.Listen, "admin", cfg.Server.Admin,
+	log.Debug("config server", "path", cfg.Path, "listen", cfg.Server.Listen, "admin", cfg.Server.Admin,
 		"proxy_auth_users", users, "tls", cfg.Server.TLS != nil, "egress_unmatched", cfg.Egress.Unmatched,
 		"egress_allow_private", cfg.Egress.AllowPrivate, "access_log", access,
 		"shutdown_timeout", cfg.Server.ShutdownTimeout.D.String())
