@@ -106,3 +106,44 @@ func TestUpstreamStageOfTestCommand(t *testing.T) {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
 }
+
+func TestVersionCommand(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"version", "--config", "/nonexistent/authgress.toml"}, {"--version"}, {"-version"}} {
+		out, err := exec.Command(binary, args...).CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(out), "authgress dev (go") {
+			t.Errorf("%v: %v\n%s", args, err, out)
+		}
+	}
+	if err := exec.Command(binary, "version", "--no-such-flag").Run(); err == nil {
+		t.Error("version --no-such-flag: exit 0, want 2")
+	} else if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+		t.Errorf("version --no-such-flag: %v, want exit 2", err)
+	}
+}
+
+// TestDebugLevelLogsTheEffectiveConfig: level = "debug" adds lines "info"
+// does not have (the effective config, at start and after a reload), and
+// none of them holds a secret.
+func TestDebugLevelLogsTheEffectiveConfig(t *testing.T) {
+	up := startUpstream(t)
+	cfg := config("http://127.0.0.1:1/token?tenant=private-query-value", up.Addr, "")
+	a := startAuthgress(t, cfg) // writeConfig sets level = "debug"
+	conn := a.WaitLog(func(l map[string]any) bool { return l["msg"] == "config connection" })
+	if conn["level"] != "DEBUG" || conn["connection"] != "api" || conn["credential"] != "app" {
+		t.Fatalf("debug line: %v", conn)
+	}
+	cred := a.WaitLog(func(l map[string]any) bool { return l["msg"] == "config credential" })
+	if cred["token_url"] != "http://127.0.0.1:1/token" || cred["vault"] != "local" {
+		t.Fatalf("debug line: %v", cred)
+	}
+	if strings.Contains(a.out.String(), "private-query-value") {
+		t.Fatal("a debug line holds a query value")
+	}
+	if msg := a.Reload(strings.Replace(cfg, `hosts = [`, `hosts = ["second.example", `, 1)); msg != "config reloaded" {
+		t.Fatalf("reload: %s", msg)
+	}
+	a.WaitLog(func(l map[string]any) bool {
+		hosts, _ := l["hosts"].([]any)
+		return l["msg"] == "config connection" && len(hosts) == 2
+	})
+}

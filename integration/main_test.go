@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -52,35 +53,63 @@ func setup() (int, error) {
 // installOIDCProvider installs oidc-provider from npm into a cache directory
 // shared by later runs ($AUTHGRESS_IT_CACHE, default ~/.cache/authgress-it).
 func installOIDCProvider() (string, error) {
-	cache := os.Getenv("AUTHGRESS_IT_CACHE")
-	if cache == "" {
-		home, err := os.UserCacheDir()
-		if err != nil {
-			return "", err
-		}
-		cache = filepath.Join(home, "authgress-it")
-	}
-	dir := filepath.Join(cache, "oidc-provider-"+oidcProviderVersion)
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "oidc-provider", "package.json")); err != nil {
-		if _, err := exec.LookPath("npm"); err != nil {
-			return "", fmt.Errorf("npm is needed to install the OAuth server for the integration tests (apt-get install nodejs npm): %w", err)
-		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return "", err
-		}
-		fmt.Fprintf(os.Stderr, "installing oidc-provider@%s into %s\n", oidcProviderVersion, dir)
-		if err := os.WriteFile(filepath.Join(dir, "package.json"), []byte(`{"name":"authgress-it-idp","private":true,"type":"module"}`), 0o644); err != nil {
-			return "", err
-		}
-		npm := exec.Command("npm", "install", "--no-audit", "--no-fund", "--save-exact", "oidc-provider@"+oidcProviderVersion)
-		npm.Dir, npm.Stdout, npm.Stderr = dir, os.Stderr, os.Stderr
-		if err := npm.Run(); err != nil {
-			return "", fmt.Errorf("npm install oidc-provider: %w", err)
-		}
+	dir, err := npmInstall("oidc-provider-"+oidcProviderVersion, "oidc-provider@"+oidcProviderVersion)
+	if err != nil {
+		return "", err
 	}
 	src, err := os.ReadFile("testdata/oidc-provider-server.mjs")
 	if err != nil {
 		return "", err
 	}
 	return dir, os.WriteFile(filepath.Join(dir, "server.mjs"), src, 0o644)
+}
+
+// testCache is the directory shared by later runs for what the tests install
+// ($AUTHGRESS_IT_CACHE, default ~/.cache/authgress-it).
+func testCache() (string, error) {
+	if cache := os.Getenv("AUTHGRESS_IT_CACHE"); cache != "" {
+		return cache, nil
+	}
+	home, err := os.UserCacheDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(home, "authgress-it"), nil
+}
+
+// npmInstall installs npm packages (exact versions, name@version) into
+// the directory name of the test cache, unless they are there, and returns
+// that directory. name should hold the versions.
+func npmInstall(name string, pkgs ...string) (string, error) {
+	cache, err := testCache()
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(cache, name)
+	installed := true
+	for _, p := range pkgs {
+		pkg := p[:strings.LastIndex(p, "@")]
+		if _, err := os.Stat(filepath.Join(dir, "node_modules", pkg, "package.json")); err != nil {
+			installed = false
+		}
+	}
+	if installed {
+		return dir, nil
+	}
+	if _, err := exec.LookPath("npm"); err != nil {
+		return "", fmt.Errorf("npm is needed to install %v for the integration tests (apt-get install nodejs npm): %w", pkgs, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	fmt.Fprintf(os.Stderr, "installing %v into %s\n", pkgs, dir)
+	if err := os.WriteFile(filepath.Join(dir, "package.json"), []byte(`{"name":"authgress-it-`+name+`","private":true,"type":"module"}`), 0o644); err != nil {
+		return "", err
+	}
+	npm := exec.Command("npm", append([]string{"install", "--no-audit", "--no-fund", "--save-exact"}, pkgs...)...)
+	npm.Dir, npm.Stdout, npm.Stderr = dir, os.Stderr, os.Stderr
+	if err := npm.Run(); err != nil {
+		return "", fmt.Errorf("npm install %v: %w", pkgs, err)
+	}
+	return dir, nil
 }

@@ -26,8 +26,12 @@ Usage:
   authgress check [--config FILE]     validate a config file and report every problem
   authgress token CREDENTIAL [--show]  fetch one token and print its type, scopes and expiry
   authgress test CONNECTION [PATH]    send one real request through the whole pipeline
+<<<<<<< HEAD
   authgress ca init --cert F --key F  write a new interception CA for [intercept]
   authgress version                   print the version
+=======
+  authgress version                   print the version (also: authgress --version)
+>>>>>>> h/deploy
 
 Every command takes --config (default authgress.toml) and --help.
 Exit codes: 0 ok, 1 a problem was found, 2 usage error.
@@ -42,6 +46,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 1 && (args[0] == "--help" || args[0] == "-h" || args[0] == "-help") {
 		fmt.Fprint(stdout, usage)
 		return exitOK
+	}
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
+		return cmdVersion(args[1:], stdout, stderr)
 	}
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]

@@ -76,6 +76,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		eng.Close()
 		return exitProblem
 	}
+	logEffectiveConfig(log, cfg)
 	if a := eng.AdminAddr(); a != "" {
 		log.Info("admin listening", "addr", a)
 	}
@@ -85,7 +86,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		select {
 		case <-hup:
 			log.Info("SIGHUP: reloading", "config", path)
-			_ = eng.Reload(ctx) // logged; a failed reload keeps the running config
+			if eng.Reload(ctx) == nil { // a failed reload is logged and keeps the running config
+				logEffectiveConfig(log, eng.Config())
+			}
 		case err := <-eng.Err():
 			if err != nil {
 				log.Error("listener failed", "error", err.Error())

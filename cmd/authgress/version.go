@@ -7,14 +7,11 @@ import (
 	"runtime/debug"
 )
 
+// cmdVersion prints the version. It takes --config like every command (and
+// ignores it), so that a wrapper adding --config to each call works.
 func cmdVersion(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 {
-		if args[0] == "--help" || args[0] == "-h" || args[0] == "-help" {
-			fmt.Fprintln(stdout, "Usage: authgress version\n\nPrint the version of authgress and of the libraries it is built with.")
-			return exitOK
-		}
-		fmt.Fprintf(stderr, "authgress version: unexpected argument %q\n", args[0])
-		return exitUsage
+	if _, code, ok := flags("version", "Print the version of authgress and of the libraries it is built with. --config is accepted and ignored.", args, stdout, stderr); !ok {
+		return code
 	}
 	fmt.Fprintf(stdout, "authgress %s (%s)\n", version, runtime.Version())
 	if bi, ok := debug.ReadBuildInfo(); ok {
