@@ -1,0 +1,316 @@
+package integration
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// undiciPinned is the newest undici whose engines field (node >=20.18.1)
+// admits Debian 12's Node 20; undici 8 needs Node 22.
+const undiciPinned = "7.30.2"
+
+// ensureUndici installs undici from npm into the test cache
+// ($AUTHGRESS_IT_CACHE, default ~/.cache/authgress-it) and returns the
+// package's directory. It installs into a temporary directory renamed into
+// place, so concurrent test runs never see a half-installed package.
+func ensureUndici(t *testing.T) string {
+	t.Helper()
+	cache := os.Getenv("AUTHGRESS_IT_CACHE")
+	if cache == "" {
+		home, err := os.UserCacheDir()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cache = filepath.Join(home, "authgress-it")
+	}
+	dir := filepath.Join(cache, "undici-"+undiciPinned)
+	pkg := filepath.Join(dir, "node_modules", "undici")
+	if _, err := os.Stat(filepath.Join(pkg, "package.json")); err == nil {
+		return pkg
+	}
+	_ = os.MkdirAll(cache, 0o755)
+	tmp, err := os.MkdirTemp(cache, "undici-installing-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = os.WriteFile(filepath.Join(tmp, "package.json"), []byte(`{"name":"authgress-it-undici","private":true}`), 0o644)
+	npm := exec.Command("npm", "install", "--no-audit", "--no-fund", "--save-exact", "undici@"+undiciPinned)
+	npm.Dir = tmp
+	if out, err := npm.CombinedOutput(); err != nil {
+		_ = os.RemoveAll(tmp)
+		t.Fatalf("npm install undici@%s: %v\n%s", undiciPinned, err, out)
+	}
+	if err := os.Rename(tmp, dir); err != nil { // another run won the race
+		_ = os.RemoveAll(tmp)
+		if _, err := os.Stat(filepath.Join(pkg, "package.json")); err != nil {
+			t.Fatalf("undici in %s is incomplete: remove the directory", dir)
+		}
+	}
+	return pkg
+}
+
+// interceptCA writes a new interception CA with `authgress ca init` and
+// returns the file names and what the command printed.
+func interceptCA(t *testing.T) (certFile, keyFile, out string) {
+	t.Helper()
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca-key.pem")
+	b, err := exec.Command(binary, "ca", "init", "--cert", certFile, "--key", keyFile).CombinedOutput()
+	if err != nil {
+		t.Fatalf("authgress ca init: %v\n%s", err, b)
+	}
+	return certFile, keyFile, string(b)
+}
+
+// interceptConfig is config() with the upstream under both its names
+// (127.0.0.1:PORT and localhost:PORT) and [intercept] with caKey (a path or
+// a secret reference, as TOML).
+func interceptConfig(tokenURL string, up *Upstream, caCert, caKey, extra string) string {
+	port := up.Addr[strings.LastIndex(up.Addr, ":")+1:]
+	c := strings.Replace(config(tokenURL, up.Addr, ""), fmt.Sprintf("hosts = [%q]", up.Addr),
+		fmt.Sprintf("hosts = [%q, %q]", up.Addr, "localhost:"+port), 1)
+	return c + fmt.Sprintf("\n[intercept]\nca_cert = %q\nca_key = %s\n%s", caCert, caKey, extra)
+}
+
+// clientEnv is the environment without proxy or trust settings of our
+// own, plus extra.
+func clientEnv(extra ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch strings.ToUpper(k) {
+		case "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "SSL_CERT_FILE", "SSL_CERT_DIR",
+			"REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "JAVA_TOOL_OPTIONS":
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, extra...)
+}
+
+// runClient runs a client program and returns its stdout.
+func runClient(t *testing.T, cmd *exec.Cmd) string {
+	t.Helper()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(cmd.Args, " "), err, out, stderr.String())
+	}
+	return string(out)
+}
+
+// injectionProof answers with the path, the SHA-256 of the Authorization
+// header the upstream received (so the client learns that a token came,
+// never the token) and what the IdP says about the token.
+func injectionProof(idp *IdP) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		active, client, _ := idp.Introspect(bearer(r))
+		sum := sha256.Sum256([]byte(r.Header.Get("Authorization")))
+		fmt.Fprintf(w, "path=%s seen=%x idp_active=%t idp_client=%s", r.URL.Path, sum, active, client)
+	}
+}
+
+// connectLines counts the access lines of CONNECTs authgress logged.
+func connectLines(a *Authgress) int {
+	n := 0
+	for _, l := range a.logLines() {
+		if l["msg"] == "request" && l["method"] == "CONNECT" {
+			n++
+		}
+	}
+	return n
+}
+
+// Node client: one undici dispatcher for all URLs, ProxyAgent (proxy given)
+// or EnvHttpProxyAgent (proxy from HTTPS_PROXY), both in their default
+// tunnel mode; the CA comes from NODE_EXTRA_CA_CERTS.
+const undiciClient = `const { ProxyAgent, EnvHttpProxyAgent, request } = require(process.env.UNDICI);
+(async () => {
+  const [mode, ...urls] = process.argv.slice(2);
+  const dispatcher = mode === 'env' ? new EnvHttpProxyAgent() : new ProxyAgent(process.env.PROXY);
+  for (const u of urls) {
+    const r = await request(u, { dispatcher });
+    console.log((await r.body.text()) + ' status=' + r.statusCode);
+  }
+  await dispatcher.close();
+})().catch((e) => { console.error(e); process.exit(1); });
+`
+
+// Java client: HttpsURLConnection with the proxy and trust store from
+// system properties.
+const javaClient = `import java.net.URL;
+import java.nio.charset.StandardCharsets;
+import javax.net.ssl.HttpsURLConnection;
+
+public class Client {
+    public static void main(String[] args) throws Exception {
+        for (String u : args) {
+            HttpsURLConnection c = (HttpsURLConnection) new URL(u).openConnection();
+            int status = c.getResponseCode();
+            String body = new String(c.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+            System.out.println(body + " status=" + status);
+        }
+    }
+}
+`
+
+const pythonClient = `import sys, requests
+for u in sys.argv[1:]:
+    r = requests.get(u, timeout=30)
+    print(r.text + " status=" + str(r.status_code))
+`
+
+// TestInterceptRealClients: real clients call https:// URLs through
+// HTTPS_PROXY, each trusting the interception CA its own way; the upstream
+// receives the IdP's token, which the client never had nor sees.
+func TestInterceptRealClients(t *testing.T) {
+	idp := startIdP(t, 300, "opaque")
+	up := startUpstream(t)
+	up.Handle(injectionProof(idp))
+	caCert, caKey, _ := interceptCA(t)
+	a := startAuthgress(t, interceptConfig(idp.TokenURL(), up, caCert, strconv.Quote(caKey), ""))
+	proxyURL := "http://" + a.Addr
+	port := up.Addr[strings.LastIndex(up.Addr, ":")+1:]
+	// Both names the upstream certificate and the connection carry: the
+	// leaf gets a DNS SAN for one and an IP SAN for the other.
+	urls := []string{"https://localhost:" + port + "/v1/by-name", "https://127.0.0.1:" + port + "/v1/by-ip"}
+	dir := t.TempDir()
+
+	clients := []struct {
+		name string
+		run  func(t *testing.T) string
+	}{
+		{"curl", func(t *testing.T) string {
+			t.Log(strings.SplitN(runClient(t, exec.Command("curl", "--version")), "\n", 2)[0])
+			args := append([]string{"-sS", "--proxy", proxyURL, "--cacert", caCert, "-w", ` status=%{http_code}\n`}, urls...)
+			cmd := exec.Command("curl", args...)
+			cmd.Env = clientEnv()
+			return runClient(t, cmd)
+		}},
+		{"python-requests", func(t *testing.T) string {
+			// Debian's python3 with python3-requests: a python3 earlier on
+			// PATH (pyenv) may lack requests.
+			v := exec.Command("/usr/bin/python3", "-c", "import sys, requests; print(sys.version.split()[0], requests.__version__)")
+			t.Log("python, requests: " + strings.TrimSpace(runClient(t, v)))
+			cmd := exec.Command("/usr/bin/python3", append([]string{"-c", pythonClient}, urls...)...)
+			cmd.Env = clientEnv("HTTPS_PROXY="+proxyURL, "REQUESTS_CA_BUNDLE="+caCert)
+			return runClient(t, cmd)
+		}},
+		{"node-undici-ProxyAgent", func(t *testing.T) string {
+			return runUndici(t, dir, "proxy", urls, "PROXY="+proxyURL, "NODE_EXTRA_CA_CERTS="+caCert)
+		}},
+		{"node-undici-EnvHttpProxyAgent", func(t *testing.T) string {
+			return runUndici(t, dir, "env", urls, "HTTPS_PROXY="+proxyURL, "NODE_EXTRA_CA_CERTS="+caCert)
+		}},
+		{"go", func(t *testing.T) string {
+			t.Log("go " + runtime.Version())
+			pem, _ := os.ReadFile(caCert)
+			roots := x509.NewCertPool()
+			roots.AppendCertsFromPEM(pem)
+			pu, _ := url.Parse(proxyURL)
+			// http.ProxyFromEnvironment never proxies loopback destinations,
+			// so the proxy is given with http.ProxyURL.
+			c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+				Proxy: http.ProxyURL(pu), TLSClientConfig: &tls.Config{RootCAs: roots}}}
+			var out strings.Builder
+			for _, u := range urls {
+				resp, err := c.Get(u)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				fmt.Fprintf(&out, "%s status=%d\n", b, resp.StatusCode)
+			}
+			return out.String()
+		}},
+		{"java", func(t *testing.T) string {
+			v, _ := exec.Command("java", "-version").CombinedOutput()
+			t.Log(strings.SplitN(string(v), "\n", 2)[0])
+			store := filepath.Join(dir, "trust.p12")
+			_ = os.Remove(store)
+			runClient(t, exec.Command("keytool", "-importcert", "-noprompt", "-alias", "authgress", "-file", caCert,
+				"-keystore", store, "-storetype", "PKCS12", "-storepass", "changeit"))
+			src := filepath.Join(dir, "Client.java")
+			_ = os.WriteFile(src, []byte(javaClient), 0o644)
+			// http.nonProxyHosts is emptied: by default Java never proxies
+			// localhost and 127.*.
+			args := append([]string{"-Dhttps.proxyHost=127.0.0.1", "-Dhttps.proxyPort=" + a.Addr[strings.LastIndex(a.Addr, ":")+1:],
+				"-Dhttp.nonProxyHosts=", "-Djavax.net.ssl.trustStore=" + store, "-Djavax.net.ssl.trustStorePassword=changeit",
+				"-Djavax.net.ssl.trustStoreType=PKCS12", src}, urls...)
+			cmd := exec.Command("java", args...)
+			cmd.Env = clientEnv()
+			return runClient(t, cmd)
+		}},
+	}
+	for _, c := range clients {
+		t.Run(c.name, func(t *testing.T) {
+			before, seen := connectLines(a), up.count.Load()
+			out := c.run(t)
+			auths := up.Auths()
+			if up.count.Load() != seen+int64(len(urls)) || len(auths) == 0 {
+				t.Fatalf("the upstream saw %d requests, want %d:\n%s", up.count.Load()-seen, len(urls), out)
+			}
+			auth := auths[len(auths)-1]
+			token, ok := strings.CutPrefix(auth, "Bearer ")
+			if !ok || len(token) < 16 {
+				t.Fatalf("the upstream saw Authorization %q", auth)
+			}
+			if strings.Contains(out, token) {
+				t.Fatal("the client saw the token")
+			}
+			sum := sha256.Sum256([]byte(auth))
+			var want strings.Builder
+			for _, u := range urls {
+				p, _ := url.Parse(u)
+				fmt.Fprintf(&want, "path=%s seen=%x idp_active=true idp_client=proxy-client status=200\n", p.Path, sum)
+			}
+			if out != want.String() {
+				t.Fatalf("client output:\n%s\nwant (the IdP's token, injected by authgress):\n%s", out, want.String())
+			}
+			deadline := time.Now().Add(5 * time.Second) // the log is flushed every 100ms
+			for connectLines(a) < before+len(urls) && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			if n := connectLines(a) - before; n < len(urls) {
+				t.Fatalf("%d CONNECT access lines for %d hosts: the client did not go through the proxy's tunnel", n, len(urls))
+			}
+		})
+	}
+	for _, l := range a.logLines() {
+		if l["method"] == "CONNECT" && (l["status"] != float64(200) || l["reason"] != "matched: tunnel intercepted" || l["tunnel"] != nil) {
+			t.Errorf("CONNECT access line: %v", l)
+		}
+	}
+}
+
+// runUndici runs the Node client with the pinned undici.
+func runUndici(t *testing.T, dir, mode string, urls []string, env ...string) string {
+	t.Helper()
+	pkg := ensureUndici(t)
+	var meta struct{ Version string }
+	b, _ := os.ReadFile(filepath.Join(pkg, "package.json"))
+	_ = json.Unmarshal(b, &meta)
+	nv, _ := exec.Command("node", "--version").Output()
+	t.Logf("node %s, undici %s", strings.TrimSpace(string(nv)), meta.Version)
+	script := filepath.Join(dir, "undici-client.cjs")
+	_ = os.WriteFile(script, []byte(undiciClient), 0o644)
+	cmd := exec.Command("node", append([]string{script, mode}, urls...)...)
+	cmd.Env = clientEnv(append(env, "UNDICI="+pkg)...)
+	return runClient(t, cmd)
+}
