@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -313,4 +315,87 @@ func runUndici(t *testing.T, dir, mode string, urls []string, env ...string) str
 	cmd := exec.Command("node", append([]string{script, mode}, urls...)...)
 	cmd.Env = clientEnv(append(env, "UNDICI="+pkg)...)
 	return runClient(t, cmd)
+}
+
+// startCountingUpstream is startUpstream whose server also counts the TCP
+// connections it accepts.
+func startCountingUpstream(t *testing.T) (*Upstream, *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := &atomic.Int64{}
+	u := &Upstream{Addr: ln.Addr().String()}
+	u.handler.Store(http.HandlerFunc(echo))
+	u.srv = &http.Server{Handler: http.HandlerFunc(u.serve), ConnState: func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}}
+	tln := tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{getPKI(t).server}, MinVersion: tls.VersionTLS12})
+	go func() { _ = u.srv.Serve(tln) }()
+	t.Cleanup(func() { _ = u.srv.Close() })
+	return u, conns
+}
+
+// TestInterceptOneTunnelForAHundredRequests: curl sends 100 requests in one
+// invocation: one CONNECT, one client TLS handshake, one upstream
+// connection, and the token on every request.
+func TestInterceptOneTunnelForAHundredRequests(t *testing.T) {
+	idp := startIdP(t, 300, "opaque")
+	up, upConns := startCountingUpstream(t)
+	caCert, caKey, _ := interceptCA(t)
+	a := startAuthgress(t, interceptConfig(idp.TokenURL(), up, caCert, strconv.Quote(caKey), ""))
+	args := []string{"-sS", "-v", "--proxy", "http://" + a.Addr, "--cacert", caCert, "-w", ` status=%{http_code} connects=%{num_connects}\n`}
+	for n := range 100 {
+		args = append(args, fmt.Sprintf("https://%s/v1/items/%d", up.Addr, n))
+	}
+	cmd := exec.Command("curl", args...)
+	cmd.Env = clientEnv()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("curl: %v\n%s", err, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	connects := 0
+	for n, l := range lines {
+		var c int
+		if _, err := fmt.Sscanf(l, fmt.Sprintf("GET /v1/items/%d 0 status=200 connects=%%d", n), &c); err != nil {
+			t.Fatalf("response %d: %q", n, l)
+		}
+		connects += c
+	}
+	handshakes := strings.Count(stderr.String(), "SSL connection using")
+	if len(lines) != 100 || connects != 1 || handshakes != 1 {
+		t.Fatalf("%d responses; curl made %d connections and %d TLS handshakes (want 100, 1, 1)", len(lines), connects, handshakes)
+	}
+	var inner int
+	deadline := time.Now().Add(5 * time.Second)
+	for ; time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		inner = 0
+		for _, l := range a.logLines() {
+			if l["msg"] == "request" && l["reason"] == "inside an intercepted tunnel" && l["status"] == float64(200) {
+				inner++
+			}
+		}
+		if inner == 100 {
+			break
+		}
+	}
+	if c := connectLines(a); c != 1 || inner != 100 {
+		t.Fatalf("access log: %d CONNECT lines, %d inner request lines (want 1 and 100)", c, inner)
+	}
+	auths := up.Auths()
+	for _, au := range auths {
+		if au != auths[0] || !strings.HasPrefix(au, "Bearer ") {
+			t.Fatalf("the upstream saw Authorization %q and %q", auths[0], au)
+		}
+	}
+	if len(auths) != 100 || upConns.Load() != 1 {
+		t.Fatalf("the upstream saw %d requests on %d connections (want 100 on 1)", len(auths), upConns.Load())
+	}
+	t.Logf("100 requests: 1 CONNECT, %d client TLS handshake, %d upstream connection", handshakes, upConns.Load())
 }
