@@ -1,10 +1,15 @@
 package integration
 
 import (
+	"bufio"
+	"crypto/ecdsa"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -398,4 +403,162 @@ func TestInterceptOneTunnelForAHundredRequests(t *testing.T) {
 		t.Fatalf("the upstream saw %d requests on %d connections (want 100 on 1)", len(auths), upConns.Load())
 	}
 	t.Logf("100 requests: 1 CONNECT, %d client TLS handshake, %d upstream connection", handshakes, upConns.Load())
+}
+
+// keyFragments are strings that would betray the CA key in an output: its
+// PEM lines, its DER in base64 and the private scalar in hex and base64.
+// The leading windows of the DER's base64 are the same for every P-256
+// PKCS#8 key, so they (and the SEC 1 prefix) also catch a leaf key.
+func keyFragments(t *testing.T, keyPEM []byte) []string {
+	t.Helper()
+	blk, _ := pem.Decode(keyPEM)
+	if blk == nil {
+		t.Fatal("no PEM in the CA key file")
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := k.(*ecdsa.PrivateKey).Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	frags := []string{"PRIVATE KEY", "MHcCAQEEI", base64.StdEncoding.EncodeToString(blk.Bytes), base64.RawURLEncoding.EncodeToString(blk.Bytes),
+		hex.EncodeToString(d), base64.StdEncoding.EncodeToString(d), base64.RawURLEncoding.EncodeToString(d)}
+	for _, l := range strings.Split(string(keyPEM), "\n") {
+		if len(l) >= 16 && !strings.HasPrefix(l, "-----") {
+			frags = append(frags, l)
+		}
+	}
+	b64 := base64.StdEncoding.EncodeToString(blk.Bytes)
+	for i := 0; i+24 <= len(b64); i += 24 { // the DER's base64 in 24-character pieces
+		frags = append(frags, b64[i:i+24])
+	}
+	return frags
+}
+
+// TestInterceptSecurity: pinning, no interception of unmatched tunnels, and
+// the CA key (given as a secret reference) in no output.
+func TestInterceptSecurity(t *testing.T) {
+	idp := startIdP(t, 300, "opaque")
+	up := startUpstream(t)
+	var bodies strings.Builder // every response body a client got
+	caCert, caKeyFile, caInitOut := interceptCA(t)
+	keyPEM, _ := os.ReadFile(caKeyFile)
+	cfg := "[server]\nadmin = \"127.0.0.1:0\"\n" + interceptConfig(idp.TokenURL(), up, caCert, `{ env = "AUTHGRESS_IT_CA_KEY" }`,
+		"\n[egress]\nunmatched = \"tunnel\"\nallow_private = true\n")
+	a := startAuthgress(t, cfg, "AUTHGRESS_IT_CA_KEY="+string(keyPEM))
+	caPEM, _ := os.ReadFile(caCert)
+	interceptRoots := x509.NewCertPool()
+	interceptRoots.AppendCertsFromPEM(caPEM)
+	minted := func() int64 {
+		var s struct {
+			Intercept struct {
+				LeavesMinted int64 `json:"leaves_minted"`
+			}
+		}
+		body := adminGet(t, a.adminAddr(), "/status")
+		if err := json.Unmarshal([]byte(body), &s); err != nil {
+			t.Fatal(err)
+		}
+		return s.Intercept.LeavesMinted
+	}
+
+	t.Run("a request naming another host inside the tunnel is refused", func(t *testing.T) {
+		c, err := net.Dial("tcp", a.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", up.Addr, up.Addr)
+		if resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: "CONNECT"}); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("CONNECT: %v %v", resp, err)
+		}
+		tc := tls.Client(c, &tls.Config{RootCAs: interceptRoots, ServerName: "127.0.0.1"})
+		br := bufio.NewReader(tc)
+		roundTrip := func(target, host string) (*http.Response, string) {
+			fmt.Fprintf(tc, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, host)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			bodies.Write(b)
+			return resp, string(b)
+		}
+		idp2 := strings.TrimPrefix(idp.URL, "http://") // another real server on this machine
+		for _, req := range [][2]string{{"/v1/x", "evil.example"}, {"/v1/x", idp2}, {"https://evil.example/v1/x", up.Addr},
+			{"https://" + idp2 + "/v1/x", up.Addr}, {"/v1/x", "127.0.0.1:1"}, {"/v1/x", "localhost" + up.Addr[strings.LastIndex(up.Addr, ":"):]}} {
+			resp, body := roundTrip(req[0], req[1])
+			if e := decodeError(t, resp, body); resp.StatusCode != http.StatusMisdirectedRequest || e.Error != "misdirected_request" {
+				t.Fatalf("GET %s Host %s: %d %s", req[0], req[1], resp.StatusCode, body)
+			}
+		}
+		if n := up.count.Load(); n != 0 {
+			t.Fatalf("the upstream saw %d requests", n)
+		}
+		if resp, body := roundTrip("/v1/own", up.Addr); resp.StatusCode != 200 || up.count.Load() != 1 {
+			t.Fatalf("own target: %d %s", resp.StatusCode, body)
+		}
+	})
+
+	t.Run("an unmatched tunnel shows the server's own certificate", func(t *testing.T) {
+		other := startUpstream(t) // another port: no connection matches it
+		before := minted()
+		pu, _ := url.Parse("http://" + a.Addr)
+		get := func(roots *x509.CertPool) (*http.Response, error) {
+			c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(pu), TLSClientConfig: &tls.Config{RootCAs: roots}}}
+			resp, err := c.Get("https://" + other.Addr + "/x")
+			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				bodies.Write(b)
+			}
+			return resp, err
+		}
+		if _, err := get(interceptRoots); err == nil || !strings.Contains(err.Error(), "certificate") {
+			t.Fatalf("a client trusting only the interception CA reached the unmatched host: %v", err)
+		}
+		p := getPKI(t)
+		testRoots := x509.NewCertPool()
+		testRoots.AddCert(p.ca)
+		resp, err := get(testRoots)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf := resp.TLS.PeerCertificates[0]
+		if resp.StatusCode != 200 || string(leaf.Raw) != string(p.server.Certificate[0]) || resp.Header.Get("X-Seen-Authorization") != "" {
+			t.Fatalf("%d, certificate issued by %q, upstream saw Authorization %q", resp.StatusCode, leaf.Issuer.CommonName, resp.Header.Get("X-Seen-Authorization"))
+		}
+		if after := minted(); after != before {
+			t.Fatalf("leaves minted went from %d to %d for an unmatched host", before, after)
+		}
+	})
+
+	t.Run("the CA key is in no output", func(t *testing.T) {
+		outputs := map[string]string{"authgress ca init": caInitOut, "response bodies": bodies.String(),
+			"/status": adminGet(t, a.adminAddr(), "/status"), "/metrics": adminGet(t, a.adminAddr(), "/metrics")}
+		check := exec.Command(binary, "check", "--config", filepath.Join(a.Dir, "authgress.toml"))
+		check.Env = append(os.Environ(), "AUTHGRESS_IT_CA_KEY="+string(keyPEM))
+		b, _ := check.CombinedOutput()
+		outputs["authgress check"] = string(b)
+		if err := a.Terminate(15 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		outputs["authgress run"] = a.out.String()
+		if !strings.Contains(outputs["authgress run"], "inside an intercepted tunnel") || !strings.Contains(outputs["/status"], "leaves_minted") {
+			t.Fatal("the outputs do not cover interception")
+		}
+		frags, size := keyFragments(t, keyPEM), 0
+		for what, s := range outputs {
+			size += len(s)
+			for _, f := range frags {
+				if strings.Contains(s, f) {
+					t.Errorf("%s contains %q of the CA key", what, f)
+				}
+			}
+		}
+		t.Logf("%d fragments of the CA key looked for in %d outputs (%d bytes)", len(frags), len(outputs), size)
+	})
 }
