@@ -21,6 +21,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -561,4 +562,130 @@ func TestInterceptSecurity(t *testing.T) {
 		}
 		t.Logf("%d fragments of the CA key looked for in %d outputs (%d bytes)", len(frags), len(outputs), size)
 	})
+}
+
+// vmRSS is a process's resident set size in KiB (0 if unknown).
+func vmRSS(pid int) int64 {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// TestInterceptLeafCacheStaysBounded: 20,000 distinct matched hosts (a
+// wildcard connection; CONNECT does not dial before the TLS handshake, so
+// the names need no DNS) mint 20,000 leaves, but the cache keeps at most
+// cache_size and memory stays flat.
+func TestInterceptLeafCacheStaysBounded(t *testing.T) {
+	const hosts, cacheSize, workers = 20000, 1000, 16
+	caCert, caKey, _ := interceptCA(t)
+	a := startAuthgress(t, fmt.Sprintf("[server]\nadmin = \"127.0.0.1:0\"\n\n[connections.wild]\nhosts = [\"*.test.example\"]\n\n"+
+		"[intercept]\nca_cert = %q\nca_key = %q\ncache_size = %d\n", caCert, caKey, cacheSize))
+	caPEM, _ := os.ReadFile(caCert)
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	handshake := func(name string) error {
+		c, err := net.DialTimeout("tcp", a.Addr, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		_ = c.(*net.TCPConn).SetLinger(0) // no TIME_WAIT: 20,000 connections would crowd the port range
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+		fmt.Fprintf(c, "CONNECT %s:443 HTTP/1.1\r\nHost: %s:443\r\n\r\n", name, name)
+		resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: "CONNECT"})
+		if err != nil || resp.StatusCode != 200 {
+			return fmt.Errorf("CONNECT %s: %v %v", name, resp, err)
+		}
+		tc := tls.Client(c, &tls.Config{RootCAs: roots, ServerName: name})
+		if err := tc.Handshake(); err != nil {
+			return fmt.Errorf("TLS %s: %w", name, err)
+		}
+		if got := tc.ConnectionState().PeerCertificates[0].DNSNames; len(got) != 1 || got[0] != name {
+			return fmt.Errorf("leaf for %s names %v", name, got)
+		}
+		return nil
+	}
+	status := func() (cached, minted int64) {
+		var s struct {
+			Intercept struct {
+				Cached int64 `json:"leaves_cached"`
+				Minted int64 `json:"leaves_minted"`
+			}
+		}
+		if err := json.Unmarshal([]byte(adminGet(t, a.adminAddr(), "/status")), &s); err != nil {
+			t.Fatal(err)
+		}
+		return s.Intercept.Cached, s.Intercept.Minted
+	}
+	if err := handshake("h0.test.example"); err != nil { // warm up: one-time setup is not growth
+		t.Fatal(err)
+	}
+	pid := a.cmd.Process.Pid
+	rssBefore := vmRSS(pid)
+	// RSS when the cache has just filled up and half-way: from the first on,
+	// a bounded cache adds nothing.
+	const full = 2 * cacheSize
+	var rssFull, rssHalf atomic.Int64
+	var next, failed atomic.Int64
+	next.Store(1)
+	start := time.Now()
+	deadline := start.Add(8 * time.Minute)
+	var wg sync.WaitGroup
+	var firstErr sync.Once
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) && failed.Load() == 0 {
+				n := next.Add(1) - 1
+				switch {
+				case n >= hosts:
+					return
+				case n == full:
+					rssFull.Store(vmRSS(pid))
+				case n == hosts/2:
+					rssHalf.Store(vmRSS(pid))
+				}
+				if err := handshake(fmt.Sprintf("h%d.test.example", n)); err != nil {
+					failed.Add(1)
+					firstErr.Do(func() { t.Errorf("host %d: %v", n, err) })
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if failed.Load() != 0 || next.Load() < hosts {
+		t.Fatalf("stopped after %d of %d hosts in %s (%d failed)", next.Load(), hosts, elapsed.Round(time.Second), failed.Load())
+	}
+	cached, minted := status()
+	rssAfter := vmRSS(pid)
+	mib := func(kib int64) float64 { return float64(kib) / 1024 }
+	t.Logf("%d distinct hosts, %d workers, %s (race detector: %v): leaves minted %d, cached %d (cache_size %d); authgress VmRSS: "+
+		"%.1f MiB after warm-up, %.1f MiB at %d hosts, %.1f MiB at %d, %.1f MiB at %d; growth %.1f MiB in all, %.1f MiB after the cache filled",
+		hosts, workers, elapsed.Round(time.Second), raceEnabled, minted, cached, cacheSize, mib(rssBefore), mib(rssFull.Load()), full,
+		mib(rssHalf.Load()), hosts/2, mib(rssAfter), hosts, mib(rssAfter-rssBefore), mib(rssAfter-rssFull.Load()))
+	if rssBefore == 0 || rssFull.Load() == 0 || rssHalf.Load() == 0 || rssAfter == 0 {
+		t.Fatal("no VmRSS in /proc/<pid>/status")
+	}
+	if minted != hosts || cached > cacheSize || cached == 0 {
+		t.Fatalf("leaves minted %d (want %d), cached %d (want 1..%d)", minted, hosts, cached, cacheSize)
+	}
+	// Generous bounds. Measured growth: 17 MiB in all and 2 MiB after the
+	// cache filled; with the race detector, whose shadow memory multiplies
+	// the footprint, 78 and 22 MiB. A leaf kept per host (some 4 KiB) would
+	// add ~70 MiB after the cache filled, more with the race detector.
+	bound, steady := int64(100*1024), int64(40*1024)
+	if raceEnabled {
+		bound, steady = 200*1024, 60*1024
+	}
+	if rssAfter-rssBefore > bound || rssAfter-rssFull.Load() > steady {
+		t.Fatalf("authgress's RSS grew by %.1f MiB over %d hosts (bound %.0f MiB), %.1f MiB after the cache filled (bound %.0f MiB)",
+			mib(rssAfter-rssBefore), hosts, mib(bound), mib(rssAfter-rssFull.Load()), mib(steady))
+	}
 }
