@@ -65,6 +65,10 @@ func clientEnv(extra ...string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
+		switch strings.ToUpper(k) {
+		case "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "JAVA_TOOL_OPTIONS":
+			continue // each test says whom its client trusts
+		}
 		if !strings.HasSuffix(strings.ToLower(k), "_proxy") {
 			env = append(env, kv)
 		}
