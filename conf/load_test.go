@@ -146,6 +146,15 @@ func TestProblems(t *testing.T) {
 		{"bad duration", "[server]\nshutdown_timeout='5 seconds'\n", "is not a duration"},
 		{"min version", "[profiles.p]\nmin_version='1.0'\n", "must be \"1.2\" or \"1.3\""},
 		{"same path overlap", "[connections.a]\nhosts=['a.com']\npaths=['/v1']\n[connections.b]\nhosts=['a.com']\npaths=['/v1/']\n", "also matched by connections.a"},
+		{"listen without url", "[connections.r]\nlisten='127.0.0.1:8081'\n", "connections.r.listen: a reverse listener needs url"},
+		{"url with query", "[connections.r]\nurl='https://api.example.com/v2?x=1'\n", "connections.r.url: a base URL has no user info, query or fragment"},
+		{"listener clash", "[server]\nlisten='127.0.0.1:3128'\n[connections.r]\nlisten='0.0.0.0:3128'\nurl='https://api.example.com'\n", "connections.r.listen: 0.0.0.0:3128 is also the address of server.listen"},
+		{"admin on the proxy port", "[server]\nlisten='127.0.0.1:3128'\nadmin='127.0.0.1:3128'\n", "server.admin: 127.0.0.1:3128 is also the address of server.listen"},
+		{"two reverse listeners", "[connections.a]\nlisten='127.0.0.1:8081'\nurl='https://a.example'\n[connections.b]\nlisten='127.0.0.1:8081'\nurl='https://b.example'\n", "connections.b.listen: 127.0.0.1:8081 is also the address of connections.a.listen"},
+		{"server tls needs key", "[server.tls]\ncert='secrets.toml'\n", "server.tls.key: is required"},
+		{"server tls missing client_ca", "[server.tls]\ncert='secrets.toml'\nkey='secrets.toml'\nclient_ca='nope.pem'\n", "server.tls.client_ca: "},
+		{"empty clients", "[connections.a]\nhosts=['a.com']\nclients=[]\n", "connections.a.clients: is empty"},
+		{"clients overlap", "[connections.a]\nhosts=['a.com']\nclients=['app1','app2']\n[connections.b]\nhosts=['a.com']\nclients=['app2']\n", "also matched by connections.a"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -154,6 +163,27 @@ func TestProblems(t *testing.T) {
 				t.Errorf("want %q in:\n%v", tc.want, probs)
 			}
 		})
+	}
+}
+
+func TestDisjointClientsMayShareAHost(t *testing.T) {
+	text := "[connections.a]\nhosts=['a.com']\nclients=['app1']\n[connections.b]\nhosts=['a.com']\nclients=['app2', 'CN=billing']\n[connections.c]\nhosts=['a.com']\n"
+	if _, probs := Load(writeConfig(t, text)); probs.HasErrors() {
+		t.Fatalf("disjoint clients (and a fallback without clients) are not an overlap:\n%v", probs)
+	}
+}
+
+func TestReverseListenerMatchesOnlyWithExplicitHosts(t *testing.T) {
+	text := "[connections.r]\nlisten='127.0.0.1:8081'\nurl='https://api.example.com/v2/'\n[connections.f]\nurl='https://api.example.com:8443/base'\n"
+	cfg, probs := Load(writeConfig(t, text))
+	if probs.HasErrors() {
+		t.Fatal(probs)
+	}
+	if r := cfg.Connections["r"]; len(r.Patterns) != 0 || r.Upstream.Path != "/v2" {
+		t.Fatalf("reverse: patterns %v, upstream %v", r.Patterns, r.Upstream)
+	}
+	if f := cfg.Connections["f"]; len(f.Patterns) != 1 || f.Patterns[0].String() != "api.example.com:8443" || f.Upstream.Host != "api.example.com:8443" {
+		t.Fatalf("mapping: patterns %v, upstream %v", f.Patterns, f.Upstream)
 	}
 }
 

@@ -3,6 +3,8 @@
 // other packages: they are built from a validated *Config.
 package conf
 
+import "net/url"
+
 // Config is one authgress configuration file, decoded and validated.
 type Config struct {
 	Server      Server                 `toml:"server"`
@@ -41,6 +43,8 @@ type ServerTLS struct {
 	Cert     string `toml:"cert"`
 	Key      string `toml:"key"`
 	ClientCA string `toml:"client_ca"`
+	// WatchInterval is how often cert and key are checked for changes.
+	WatchInterval Duration `toml:"watch_interval"`
 }
 
 // ServerAuth is Basic proxy authentication (Proxy-Authorization).
@@ -168,8 +172,14 @@ type Connection struct {
 	// PropagateTrace sends authgress's trace context (traceparent) upstream.
 	PropagateTrace bool `toml:"propagate_trace"`
 
+	// Clients restricts the connection to these client identities: proxy
+	// user names, client-certificate subjects, or "CN=name".
+	Clients []string `toml:"clients"`
+
 	// Patterns are the parsed Hosts (filled by validation).
 	Patterns []HostPattern `toml:"-"`
+	// Upstream is the parsed URL (filled by validation; nil without url).
+	Upstream *url.URL `toml:"-"`
 }
 
 // Retry is a connection's retry policy.

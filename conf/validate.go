@@ -65,6 +65,7 @@ func (v *validator) run() {
 		v.connection(name, v.cfg.Connections[name])
 	}
 	v.overlaps()
+	v.listeners()
 	v.cycles()
 }
 
@@ -158,9 +159,6 @@ func (v *validator) server() {
 	v.hostPort("server.listen", s.Listen)
 	if s.Admin != "" {
 		v.hostPort("server.admin", s.Admin)
-		if s.Admin == s.Listen && !strings.HasSuffix(s.Admin, ":0") {
-			v.r.errorf("server.admin", "the admin listener must not share the proxy port")
-		}
 	}
 	v.duration("server.shutdown_timeout", &s.ShutdownTimeout, DefaultShutdownTimeout)
 	v.duration("server.read_header_timeout", &s.ReadHeaderTimeout, DefaultReadHeaderTimeout)
@@ -180,8 +178,20 @@ func (v *validator) server() {
 	case s.MaxHeaderBytes < 4<<10 || s.MaxHeaderBytes > 1<<20:
 		v.r.errorf("server.max_header_bytes", "must be between 4096 and 1048576")
 	}
-	if s.TLS != nil {
-		v.r.errorf("server.tls", "TLS on the proxy listener (agent mode) is not available in this version of authgress")
+	if t := s.TLS; t != nil {
+		if t.Cert == "" {
+			v.r.errorf("server.tls.cert", "is required: the listener's PEM certificate (chain)")
+		}
+		if t.Key == "" {
+			v.r.errorf("server.tls.key", "is required: the listener's PEM private key")
+		}
+		v.file("server.tls.cert", &t.Cert)
+		v.file("server.tls.key", &t.Key)
+		v.file("server.tls.client_ca", &t.ClientCA)
+		v.duration("server.tls.watch_interval", &t.WatchInterval, 5*time.Second)
+		if t.WatchInterval.D < 100*time.Millisecond {
+			v.r.errorf("server.tls.watch_interval", "must be at least 100ms")
+		}
 	}
 	if s.Auth != nil {
 		if len(s.Auth.Users) == 0 {
@@ -476,19 +486,28 @@ func (v *validator) connection(name string, c *Connection) {
 	v.name("connections", name)
 	if c.URL != "" {
 		u, err := url.Parse(c.URL)
-		if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		switch {
+		case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
 			v.r.errorf(p+".url", "%q is not an absolute https:// URL", c.URL)
-		} else {
+		case u.User != nil || u.RawQuery != "" || u.Fragment != "":
+			v.r.errorf(p+".url", "a base URL has no user info, query or fragment: the request's own query is kept")
+		default:
 			if u.Scheme == "http" && !c.AllowInsecure {
 				v.r.errorf(p+".url", "must be https:// (set allow_insecure = true only for tests)")
 			}
-			if len(c.Hosts) == 0 {
-				c.Hosts = []string{u.Host}
+			u.Path = strings.TrimSuffix(u.Path, "/")
+			u.RawPath = strings.TrimSuffix(u.RawPath, "/")
+			c.Upstream = u
+			if len(c.Hosts) == 0 && c.Listen == "" {
+				c.Hosts = []string{u.Host} // a reverse listener's connection matches forward requests only with explicit hosts
 			}
 		}
 	}
 	if c.Listen != "" {
-		v.r.errorf(p+".listen", "reverse-proxy listeners are not available in this version of authgress: send requests through the forward proxy")
+		v.hostPort(p+".listen", c.Listen)
+		if c.URL == "" {
+			v.r.errorf(p+".listen", "a reverse listener needs url: the base URL its requests are sent to")
+		}
 	}
 	if c.Via != "" {
 		v.r.errorf(p+".via", "forwarding via agent clusters is not available in this version of authgress")
@@ -496,8 +515,21 @@ func (v *validator) connection(name string, c *Connection) {
 	if len(c.Capabilities) > 0 && c.Via != "auto" {
 		v.r.errorf(p+".capabilities", "is only used with via = \"auto\"")
 	}
-	if len(c.Hosts) == 0 {
+	if len(c.Hosts) == 0 && c.Listen == "" {
 		v.r.errorf(p+".hosts", "a connection needs hosts (or a url to take its host from)")
+	}
+	seenClient := map[string]bool{}
+	for i, cl := range c.Clients {
+		switch {
+		case strings.TrimSpace(cl) == "":
+			v.r.errorf(fmt.Sprintf("%s.clients[%d]", p, i), "is empty")
+		case seenClient[cl]:
+			v.r.errorf(fmt.Sprintf("%s.clients[%d]", p, i), "%q is listed twice", cl)
+		}
+		seenClient[cl] = true
+	}
+	if c.Clients != nil && len(c.Clients) == 0 {
+		v.r.errorf(p+".clients", "is empty: no client could use this connection (remove it to admit every client)")
 	}
 	for i, h := range c.Hosts {
 		pat, err := ParseHostPattern(h)
@@ -542,10 +574,17 @@ func (v *validator) connection(name string, c *Connection) {
 	}
 }
 
-// overlaps reports two connections that would match the same requests.
+// overlaps reports two connections that would match the same requests:
+// the same host pattern and path, and client sets that are not disjoint
+// (no clients = every client; a connection with clients is more specific,
+// so it may share a host and path with one without).
 func (v *validator) overlaps() {
 	type slot struct{ host, path string }
-	owner := map[slot]string{}
+	type owned struct {
+		name    string
+		clients []string
+	}
+	owners := map[slot][]owned{}
 	// In file order, so the later of two overlapping connections is reported.
 	names := sortedKeys(v.cfg.Connections)
 	sort.SliceStable(names, func(i, j int) bool {
@@ -562,16 +601,70 @@ func (v *validator) overlaps() {
 		for i, pat := range c.Patterns {
 			for _, path := range paths {
 				k := slot{pat.String(), strings.TrimSuffix(path, "/")}
-				if other, ok := owner[k]; ok && other != name {
+				clash := ""
+				for _, o := range owners[k] {
+					if o.name != name && clientsOverlap(o.clients, c.Clients) {
+						clash = o.name
+						break
+					}
+				}
+				if clash != "" {
 					what := fmt.Sprintf("host %q", pat.String())
 					if path != "" {
 						what += fmt.Sprintf(" with path %q", path)
 					}
-					v.r.errorf(fmt.Sprintf("connections.%s.hosts[%d]", name, i), "%s is also matched by connections.%s: two connections must not match the same requests", what, other)
+					v.r.errorf(fmt.Sprintf("connections.%s.hosts[%d]", name, i), "%s is also matched by connections.%s: two connections must not match the same requests (unless their clients are disjoint)", what, clash)
 					continue
 				}
-				owner[k] = name
+				owners[k] = append(owners[k], owned{name, c.Clients})
 			}
 		}
 	}
 }
+
+// clientsOverlap: two connections without clients overlap, as do two whose
+// client lists share a name; one with and one without do not (the one with
+// clients is more specific).
+func clientsOverlap(a, b []string) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return len(a) == 0 && len(b) == 0
+	}
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			return true
+		}
+	}
+	return false
+}
+
+// listeners reports two listeners on one address: the proxy, the admin
+// listener and every reverse listener each need their own port (a wildcard
+// host clashes with every host on the same port).
+func (v *validator) listeners() {
+	type bound struct{ path, host, port string }
+	var seen []bound
+	add := func(path, addr string) {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil || port == "0" {
+			return
+		}
+		for _, b := range seen {
+			if b.port == port && (b.host == host || wildcardHost(b.host) || wildcardHost(host)) {
+				v.r.errorf(path, "%s is also the address of %s: every listener needs its own", addr, b.path)
+				return
+			}
+		}
+		seen = append(seen, bound{path, host, port})
+	}
+	add("server.listen", v.cfg.Server.Listen)
+	if v.cfg.Server.Admin != "" {
+		add("server.admin", v.cfg.Server.Admin)
+	}
+	for _, name := range sortedKeys(v.cfg.Connections) {
+		if l := v.cfg.Connections[name].Listen; l != "" {
+			add("connections."+name+".listen", l)
+		}
+	}
+}
+
+func wildcardHost(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/authgress/authgress/conf"
+	"github.com/authgress/authgress/tlsprofiles"
 )
 
 // adminServer serves /healthz (alive), /readyz (config loaded and every
@@ -57,6 +58,7 @@ type StatusDoc struct {
 	Vaults      []vaultStatus      `json:"vaults"`
 	Profiles    []profileStatus    `json:"profiles"`
 	Intercept   *interceptStatus   `json:"intercept,omitempty"`
+	ServerTLS   *clientCertDoc     `json:"server_tls,omitempty"` // the agent listener's certificate
 }
 
 type interceptStatus struct {
@@ -89,6 +91,9 @@ type connectionStatus struct {
 	Credential string   `json:"credential,omitempty"`
 	Scopes     string   `json:"scopes,omitempty"`
 	Profile    string   `json:"profile,omitempty"`
+	URL        string   `json:"url,omitempty"`
+	Listen     string   `json:"listen,omitempty"` // the reverse listener's bound address
+	Clients    []string `json:"clients,omitempty"`
 }
 
 type credentialStatus struct {
@@ -117,7 +122,14 @@ func (e *Engine) Status() StatusDoc {
 	rt := e.cur.Load()
 	doc := StatusDoc{Version: e.opts.Version, Config: rt.cfg.Path, LoadedAt: rt.loadedAt}
 	for _, r := range rt.proxy.Routes {
-		c := connectionStatus{Name: r.Name, Paths: r.Paths, Credential: r.Credential, Profile: rt.cfg.Connections[r.Name].Profile}
+		c := connectionStatus{Name: r.Name, Paths: r.Paths, Credential: r.Credential, Profile: rt.cfg.Connections[r.Name].Profile,
+			Clients: r.Clients}
+		if r.Upstream != nil {
+			c.URL = r.Upstream.String()
+		}
+		if r.Listen != "" {
+			c.Listen = e.ReverseAddr(r.Name)
+		}
 		for _, p := range r.Patterns {
 			c.Hosts = append(c.Hosts, p.String())
 		}
@@ -152,15 +164,12 @@ func (e *Engine) Status() StatusDoc {
 	for _, name := range rt.profiles.Names() {
 		ps := profileStatus{Name: name}
 		if p, _ := rt.profiles.Profile(name); p.Identity != nil {
-			st := p.Identity.State()
-			c := &clientCertDoc{Subject: st.Subject, Issuer: st.Issuer, Serial: st.Serial, NotAfter: st.NotAfter,
-				ExpiresIn: float64(time.Until(st.NotAfter).Round(time.Second) / time.Second), Rejected: st.Rejected}
-			if !st.Rotated.IsZero() {
-				c.Rotated = &st.Rotated
-			}
-			ps.ClientCertificate = c
+			ps.ClientCertificate = certDoc(p.Identity.State())
 		}
 		doc.Profiles = append(doc.Profiles, ps)
+	}
+	if st := rt.serverTLS; st != nil {
+		doc.ServerTLS = certDoc(st.Identity.State())
 	}
 	if ca := rt.proxy.Intercept; ca != nil {
 		doc.Intercept = &interceptStatus{CASubject: ca.Certificate().Subject.String(), CANotAfter: ca.Certificate().NotAfter,
@@ -170,3 +179,12 @@ func (e *Engine) Status() StatusDoc {
 }
 
 func sortedNames[T any](m map[string]T) []string { return slices.Sorted(maps.Keys(m)) }
+
+func certDoc(st tlsprofiles.IdentityState) *clientCertDoc {
+	c := &clientCertDoc{Subject: st.Subject, Issuer: st.Issuer, Serial: st.Serial, NotAfter: st.NotAfter,
+		ExpiresIn: float64(time.Until(st.NotAfter).Round(time.Second) / time.Second), Rejected: st.Rejected}
+	if !st.Rotated.IsZero() {
+		c.Rotated = &st.Rotated
+	}
+	return c
+}

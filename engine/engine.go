@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"reflect"
 	"sync"
@@ -38,10 +37,9 @@ type Engine struct {
 	cur     atomic.Pointer[generation]
 	mu      sync.Mutex // one reload at a time
 
-	proxySrv, adminSrv *http.Server
-	proxyLn, adminLn   net.Listener
-	errc               chan error
-	started            bool
+	listeners listenerSet
+	errc      chan error
+	started   bool
 }
 
 // New builds an engine from a validated config without listening. Vault
@@ -51,7 +49,8 @@ func New(ctx context.Context, cfg *conf.Config, opts Options) (*Engine, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{opts: opts, log: opts.Log, tokens: tokencache.New(opts.Log), tunnels: proxy.NewTunnels(), errc: make(chan error, 2)}
+	e := &Engine{opts: opts, log: opts.Log, tokens: tokencache.New(opts.Log), tunnels: proxy.NewTunnels(), errc: make(chan error, 16),
+		listeners: listenerSet{byKey: map[string]*listener{}}}
 	g, err := e.build(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -96,62 +95,38 @@ func (e *Engine) TokenSource(credential string, scopes []string) (tokencache.Sou
 	return src, err
 }
 
-// Start listens on the proxy and admin addresses and starts the background
-// work (prefetch, certificate watchers).
+// Start listens on the proxy, admin and reverse-listener addresses and
+// starts the background work (prefetch, certificate watchers).
 func (e *Engine) Start() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	g := e.cur.Load()
-	s := g.cfg.Server
-	ln, err := net.Listen("tcp", s.Listen)
+	p, err := e.prepare(specsOf(g.cfg))
 	if err != nil {
-		return fmt.Errorf("server.listen %s: %w", s.Listen, err)
-	}
-	if s.Admin != "" {
-		if e.adminLn, err = net.Listen("tcp", s.Admin); err != nil {
-			_ = ln.Close()
-			return fmt.Errorf("server.admin %s: %w", s.Admin, err)
-		}
-	}
-	e.proxyLn = ln
-	ln = proxy.ShapeListener(ln)
-	e.proxySrv = &http.Server{
-		Handler:           e,
-		ReadHeaderTimeout: s.ReadHeaderTimeout.D,
-		IdleTimeout:       s.IdleTimeout.D,
-		MaxHeaderBytes:    s.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(e.log.Handler(), slog.LevelDebug),
+		return err
 	}
 	g.start(e.log)
 	e.started = true
-	go func() { e.errc <- serveErr("proxy", e.proxySrv.Serve(ln)) }()
-	if e.adminLn != nil {
-		e.adminSrv = e.adminServer()
-		go func() { e.errc <- serveErr("admin", e.adminSrv.Serve(e.adminLn)) }()
-	}
+	e.commit(p, g)
 	return nil
 }
 
-func serveErr(which string, err error) error {
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return fmt.Errorf("%s listener: %w", which, err)
-}
-
-// Err delivers a listener's failure (nil when it was shut down).
+// Err delivers a listener's failure.
 func (e *Engine) Err() <-chan error { return e.errc }
 
 // ProxyAddr is the proxy listener's address ("" before Start).
-func (e *Engine) ProxyAddr() string { return addrOf(e.proxyLn) }
+func (e *Engine) ProxyAddr() string {
+	if a := e.addr("proxy"); a != "" {
+		return a
+	}
+	return e.addr("proxy+tls")
+}
 
 // AdminAddr is the admin listener's address ("" if none).
-func (e *Engine) AdminAddr() string { return addrOf(e.adminLn) }
+func (e *Engine) AdminAddr() string { return e.addr("admin") }
 
-func addrOf(ln net.Listener) string {
-	if ln == nil {
-		return ""
-	}
-	return ln.Addr().String()
-}
+// ReverseAddr is the address of the named connection's reverse listener.
+func (e *Engine) ReverseAddr(connection string) string { return e.addr("reverse " + connection) }
 
 // Reload reads the config file again. A file with errors is logged and the
 // running config keeps serving. Tokens of credentials whose definition did
@@ -176,6 +151,13 @@ func (e *Engine) Reload(ctx context.Context) error {
 		e.log.Error("reload rejected", "error", err.Error())
 		return fmt.Errorf("%w; the previous configuration keeps serving", err)
 	}
+	var p *plan
+	if e.started {
+		if p, err = e.prepare(specsOf(cfg)); err != nil {
+			e.log.Error("reload rejected", "error", err.Error())
+			return fmt.Errorf("%w; the previous configuration keeps serving", err)
+		}
+	}
 	for _, p := range probs {
 		e.log.Warn("config", "problem", p.String())
 	}
@@ -184,6 +166,9 @@ func (e *Engine) Reload(ctx context.Context) error {
 		g.start(e.log)
 	}
 	e.cur.Store(g)
+	if p != nil {
+		e.commit(p, g) // listeners added, removed or moved; the others keep their connections
+	}
 	keep := map[string]bool{}
 	for _, r := range g.proxy.Routes {
 		if r.Token != nil {
@@ -197,45 +182,43 @@ func (e *Engine) Reload(ctx context.Context) error {
 	return nil
 }
 
-// warnRestartOnly names settings a reload cannot change.
+// warnRestartOnly names settings a reload cannot change: listeners are
+// added, removed and moved, but one that stays keeps its timeouts.
 func warnRestartOnly(log *slog.Logger, old, cur *conf.Config) {
-	if !reflect.DeepEqual(old.Server, cur.Server) {
-		log.Warn("reload: [server] changed; listeners and server timeouts keep their old values until restart")
+	o, c := old.Server, cur.Server
+	if o.ReadHeaderTimeout != c.ReadHeaderTimeout || o.IdleTimeout != c.IdleTimeout || o.MaxHeaderBytes != c.MaxHeaderBytes {
+		log.Warn("reload: server timeouts or max_header_bytes changed; listeners that stay keep their old values until restart")
 	}
 	if !reflect.DeepEqual(old.Log, cur.Log) {
 		log.Warn("reload: [log] changed; the log settings keep their old values until restart")
 	}
 }
 
-// Shutdown stops accepting, lets in-flight requests — on the listener and
-// inside intercepted tunnels — finish until ctx ends, then closes what is
-// left and stops the background work.
+// Shutdown stops accepting, lets in-flight requests — on every listener
+// and inside intercepted tunnels — finish until ctx ends, then closes what
+// is left and stops the background work.
 func (e *Engine) Shutdown(ctx context.Context) error {
-	var srvErr error
+	ls := e.listeners.all()
+	errs := make([]error, len(ls)+1)
 	var wg sync.WaitGroup
-	if e.proxySrv != nil {
+	for i, l := range ls {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			srvErr = e.proxySrv.Shutdown(ctx)
+			errs[i] = l.srv.Shutdown(ctx)
 		}()
 	}
-	if e.adminSrv != nil {
-		_ = e.adminSrv.Shutdown(ctx)
-	}
-	tunErr := e.tunnels.Shutdown(ctx)
+	errs[len(ls)] = e.tunnels.Shutdown(ctx)
 	wg.Wait()
 	e.Close()
-	return errors.Join(srvErr, tunErr)
+	return errors.Join(errs...)
 }
 
 // Close stops everything at once: listeners, tunnels, background work and
 // idle upstream connections.
 func (e *Engine) Close() {
-	for _, s := range []*http.Server{e.proxySrv, e.adminSrv} {
-		if s != nil {
-			_ = s.Close()
-		}
+	for _, l := range e.listeners.all() {
+		_ = l.srv.Close()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

@@ -23,7 +23,9 @@ type generation struct {
 	profiles *tlsprofiles.Set
 	vaults   vault.Set
 	prefetch []*tokencache.Slot
-	stop     context.CancelFunc // ends the background work
+	// serverTLS is the agent listener's TLS ([server.tls]; nil: plain).
+	serverTLS *tlsprofiles.Server
+	stop      context.CancelFunc // ends the background work
 }
 
 func (e *Engine) build(ctx context.Context, cfg *conf.Config) (*generation, error) {
@@ -37,6 +39,11 @@ func (e *Engine) build(ctx context.Context, cfg *conf.Config) (*generation, erro
 		return nil, err
 	}
 	g := &generation{cfg: cfg, loadedAt: time.Now(), proxy: p, profiles: profiles, vaults: vaults, stop: func() {}}
+	if cfg.Server.TLS != nil {
+		if g.serverTLS, err = tlsprofiles.NewServer(cfg.Server.TLS); err != nil {
+			return nil, err
+		}
+	}
 	seen := map[*tokencache.Slot]bool{}
 	for _, r := range p.Routes {
 		if r.Token != nil && cfg.Credentials[r.Credential].Prefetch && !seen[r.Token] {
@@ -92,4 +99,7 @@ func (g *generation) start(log *slog.Logger) {
 	}
 	g.profiles.Watch(ctx, log)
 	g.profiles.Activate()
+	if g.serverTLS != nil {
+		g.serverTLS.Watch(ctx, log)
+	}
 }

@@ -70,6 +70,7 @@ func newUpstream(t *testing.T) *upstream {
 
 func (u *upstream) handle(h http.HandlerFunc) { u.handler.Store(h) }
 func (u *upstream) hostPort() string          { return strings.TrimPrefix(u.URL, "https://") }
+func (u *upstream) port() string              { return u.URL[strings.LastIndex(u.URL, ":")+1:] }
 
 // echo reports what the upstream saw.
 func echo(w http.ResponseWriter, r *http.Request) {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
+	"strconv"
 
 	"github.com/authgress/authgress/conf"
 )
@@ -60,6 +62,9 @@ const (
 	ReasonBadTarget         = "invalid target"
 	ReasonBadPath           = "path cannot be normalised"
 	ReasonTrace             = "TRACE refused on a connection with a credential"
+	ReasonNotAdmitted       = "matched: client not admitted"
+	ReasonReverse           = "reverse listener"
+	ReasonGone              = "reverse listener: connection removed"
 )
 
 func deny(reason string, f *Failure) Decision {
@@ -76,7 +81,7 @@ type decider struct {
 // request decides an absolute-URI request (GET http://host/path), or — when
 // pin is set — a request inside an intercepted tunnel, whose target is the
 // CONNECT's whatever the request names.
-func (d *decider) request(r *http.Request, pin *tunnelTarget) Decision {
+func (d *decider) request(r *http.Request, pin *tunnelTarget, client *Client) Decision {
 	var host, port string
 	if pin != nil {
 		if !pin.admits(r) {
@@ -98,20 +103,17 @@ func (d *decider) request(r *http.Request, pin *tunnelTarget) Decision {
 	if !ok {
 		return deny(ReasonBadPath, &Failure{Code: CodeBadRequest, Message: "the request path cannot be normalised (bad percent-encoding or dot segments above the root)"})
 	}
-	route := d.match.Match(host, port, path, false)
+	route, refused := d.match.Match(host, port, path, false, client)
 	dec := Decision{Route: route, Host: host, Port: port, Pinned: pin != nil}
 	switch {
+	case refused:
+		dec.Action, dec.Reason, dec.Failure = ActionDeny, ReasonNotAdmitted, notAdmitted(authority(host, port), client)
 	case route == nil && d.tunnelUnknown:
 		dec.Action, dec.Reason = ActionForward, ReasonUnmatchedTunnel
 	case route == nil:
 		dec.Action, dec.Reason, dec.Failure = ActionDeny, ReasonUnmatchedDenied, unmatchedDenied(authority(host, port))
-	case route.Token != nil && r.Method == http.MethodTrace:
-		dec.Action, dec.Reason, dec.Failure = ActionDeny, ReasonTrace, &Failure{Code: CodeBadRequest, Connection: route.Name,
-			Message: "TRACE would reflect the injected credential back to the client: it is refused on connections with a credential"}
-	case route.Token != nil:
-		dec.Action, dec.Reason = ActionInject, ReasonMatched
 	default:
-		dec.Action, dec.Reason = ActionUpgrade, ReasonMatched
+		dec.act(r, ReasonMatched)
 	}
 	if pin != nil && dec.Reason == ReasonMatched {
 		dec.Reason = ReasonPinned
@@ -119,9 +121,62 @@ func (d *decider) request(r *http.Request, pin *tunnelTarget) Decision {
 	return dec
 }
 
+// act sets what a matched request gets: its credential, or just the
+// upgrade; TRACE is refused where a credential would be reflected.
+func (dec *Decision) act(r *http.Request, reason string) {
+	route := dec.Route
+	switch {
+	case route.Token != nil && r.Method == http.MethodTrace:
+		dec.Action, dec.Reason, dec.Failure = ActionDeny, ReasonTrace, &Failure{Code: CodeBadRequest, Connection: route.Name,
+			Message: "TRACE would reflect the injected credential back to the client: it is refused on connections with a credential"}
+	case route.Token != nil:
+		dec.Action, dec.Reason = ActionInject, reason
+	default:
+		dec.Action, dec.Reason = ActionUpgrade, reason
+	}
+}
+
+// reverse decides an origin-form request on a reverse listener: its
+// connection is the listener's, whatever the request names (no matching
+// across connections); route is nil once a reload removed it.
+func (d *decider) reverse(r *http.Request, route *Route, name string, client *Client) Decision {
+	if route == nil {
+		return deny(ReasonGone, &Failure{Code: CodeBadRequest, Connection: name, Message: "this listener's connection was removed from the configuration"})
+	}
+	if r.URL.IsAbs() || r.Method == http.MethodConnect {
+		return deny(ReasonNotProxy, &Failure{Code: CodeBadRequest, Connection: route.Name, Message: "this is a reverse listener for connection " + route.Name + ": send origin-form requests (GET /path), not proxy requests"})
+	}
+	if _, ok := normalizePath(r.URL); !ok {
+		return deny(ReasonBadPath, &Failure{Code: CodeBadRequest, Connection: route.Name, Message: "the request path cannot be normalised (bad percent-encoding or dot segments above the root)"})
+	}
+	if route.Clients != nil && !client.admittedBy(route.Clients) {
+		return deny(ReasonNotAdmitted, notAdmitted("connection "+route.Name, client))
+	}
+	dec := Decision{Route: route, Host: route.Upstream.Hostname(), Port: portOf(route.Upstream)}
+	dec.act(r, ReasonReverse)
+	return dec
+}
+
+// notAdmitted refuses a client that the matching connections do not list.
+func notAdmitted(what string, client *Client) *Failure {
+	who := "an anonymous client"
+	if s := client.String(); s != "" {
+		who = "client " + strconv.Quote(s)
+	}
+	return &Failure{Code: CodeEgressDenied, Message: fmt.Sprintf("%s is not admitted to %s: no connection for it lists this client in clients", who, what)}
+}
+
+// portOf is a URL's port, or its scheme's default.
+func portOf(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	return defaultPort(u.Scheme)
+}
+
 // connect decides a CONNECT: matched hosts are intercepted (or refused when
 // interception is not configured), unmatched ones follow the egress policy.
-func (d *decider) connect(r *http.Request) Decision {
+func (d *decider) connect(r *http.Request, client *Client) Decision {
 	host, port, err := net.SplitHostPort(r.Host)
 	if err != nil {
 		host, port = r.Host, "443"
@@ -131,8 +186,10 @@ func (d *decider) connect(r *http.Request) Decision {
 		return deny(ReasonBadTarget, &Failure{Code: CodeBadRequest, Message: "the CONNECT target is not a valid host:port"})
 	}
 	dec := Decision{Host: norm, Port: port}
-	route := d.match.Match(norm, port, "", true)
+	route, refused := d.match.Match(norm, port, "", true, client)
 	switch {
+	case refused:
+		dec.Action, dec.Reason, dec.Failure = ActionDeny, ReasonNotAdmitted, notAdmitted(authority(norm, port), client)
 	case route != nil && d.intercept:
 		dec.Route, dec.Action, dec.Reason = route, ActionIntercept, ReasonIntercept
 	case route != nil:
@@ -162,7 +219,7 @@ func interceptDisabled(conn, host, port string) *Failure {
 // tunnelTarget is what an intercepted tunnel is pinned to.
 type tunnelTarget struct {
 	host, port string
-	client     string // the CONNECT's client identity
+	client     Client // the CONNECT's client identity
 }
 
 func (t *tunnelTarget) hostPort() string { return authority(t.host, t.port) }

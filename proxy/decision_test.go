@@ -55,7 +55,7 @@ func TestDecide(t *testing.T) {
 			if tc.host != "" {
 				r.Host = tc.host
 			}
-			got := tc.d.request(r, tc.pin)
+			got := tc.d.request(r, tc.pin, &Client{})
 			code := ""
 			if got.Failure != nil {
 				code = got.Failure.Code
@@ -85,7 +85,7 @@ func TestDecideConnect(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &http.Request{Method: http.MethodConnect, Host: tc.target, URL: &url.URL{Host: tc.target}}
-			got := tc.d.connect(r)
+			got := tc.d.connect(r, &Client{})
 			code := ""
 			if got.Failure != nil {
 				code = got.Failure.Code

@@ -32,17 +32,19 @@ type Handler struct {
 	accessLog  bool
 	tracing    bool
 	gp         *goproxy.ProxyHttpServer
+	reverse    map[string]*Route // connections with a reverse listener, by name
 }
 
 // exchange is one request's record: what the wrapper logs, counts and
 // traces once the response is written.
 type exchange struct {
-	sw    streamWriter
-	start time.Time
-	d     Decision
-	code  string // the authgress error code, if authgress answered
-	note  Note
-	done  bool
+	sw     streamWriter
+	start  time.Time
+	d      Decision
+	code   string // the authgress error code, if authgress answered
+	note   Note
+	client Client
+	done   bool
 	// tlsFailed: an intercepted tunnel's client did not complete the TLS
 	// handshake (typically: it does not trust the interception CA).
 	tlsFailed bool
@@ -55,8 +57,19 @@ type Note struct {
 
 type tunnelKey struct{}
 
-// ServeHTTP is the shared wrapper.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// ServeHTTP serves the forward-proxy way in (absolute URIs and CONNECT;
+// the agent listener is the same with TLS) and the requests inside
+// intercepted tunnels.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.serve(w, r, "") }
+
+// ServeReverse serves a reverse listener of the named connection: origin-form
+// requests go to its url, with no matching across connections.
+func (h *Handler) ServeReverse(w http.ResponseWriter, r *http.Request, connection string) {
+	h.serve(w, r, connection)
+}
+
+// serve is the shared wrapper every way in goes through.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, reverse string) {
 	x := &exchange{sw: streamWriter{ResponseWriter: w}, start: time.Now()}
 	if h.tracing {
 		var span trace.Span
@@ -66,7 +79,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer h.finish(x, r)
 
 	pin, _ := r.Context().Value(tunnelKey{}).(*tunnelTarget)
-	client := ""
+	var client Client
 	switch {
 	case pin != nil:
 		client = pin.client // authenticated at the CONNECT
@@ -78,23 +91,28 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.fail(x, r, proxyAuthRequired)
 			return
 		}
-		client = user
+		client = Client{User: user}
+	default:
+		client = certClient(r) // the agent listener's verified client certificate
 	}
 	r.Header.Del("Proxy-Authorization")
 
 	switch {
+	case reverse != "":
+		x.d = h.decide.reverse(r, h.reverse[reverse], reverse, &client)
 	case r.Method == http.MethodConnect && pin == nil:
-		x.d = h.decide.connect(r)
+		x.d = h.decide.connect(r, &client)
 	case r.Method == http.MethodConnect:
 		x.d = deny(ReasonMisdirected, &Failure{Code: CodeBadRequest, Message: "CONNECT inside an intercepted tunnel is not supported"})
 	case pin != nil:
-		x.d = h.decide.request(r, pin)
+		x.d = h.decide.request(r, pin, &client)
 	case !r.URL.IsAbs():
 		x.d = deny(ReasonNotProxy, notAProxyRequest)
 	default:
-		x.d = h.decide.request(r, nil)
+		x.d = h.decide.request(r, nil, &client)
 	}
-	x.d.Client = client
+	x.d.Client = client.String()
+	x.client = client
 
 	switch x.d.Action {
 	case ActionDeny:

@@ -20,8 +20,9 @@ type Matcher struct {
 type hostPort struct{ host, port string }
 
 type entry struct {
-	prefix string // "" matches every path
-	route  *Route
+	prefix  string   // "" matches every path
+	clients []string // nil: every client
+	route   *Route
 }
 
 // NewMatcher indexes the routes' host patterns and paths.
@@ -34,7 +35,7 @@ func NewMatcher(routes []*Route) *Matcher {
 		}
 		for _, pat := range r.Patterns {
 			for _, pfx := range prefixes {
-				e := entry{prefix: strings.TrimSuffix(pfx, "/"), route: r}
+				e := entry{prefix: strings.TrimSuffix(pfx, "/"), clients: r.Clients, route: r}
 				switch {
 				case pat.Wildcard && pat.Port != "":
 					k := hostPort{pat.Host, pat.Port}
@@ -63,39 +64,55 @@ func NewMatcher(routes []*Route) *Matcher {
 	return m
 }
 
+// sortEntries orders a level: longest path prefix first and, for one
+// prefix, connections restricted to clients before the one for everybody.
 func sortEntries(es []entry) {
-	sort.SliceStable(es, func(i, j int) bool { return len(es[i].prefix) > len(es[j].prefix) })
+	sort.SliceStable(es, func(i, j int) bool {
+		if len(es[i].prefix) != len(es[j].prefix) {
+			return len(es[i].prefix) > len(es[j].prefix)
+		}
+		return es[i].clients != nil && es[j].clients == nil
+	})
 }
 
-// Match returns the route for a normalised host, a port ("80", "443", …) and
-// a path, or nil. anyPath matches a host whatever its paths (CONNECT).
-func (m *Matcher) Match(host, port, path string, anyPath bool) *Route {
-	if r := pick(m.exactPort[hostPort{host, port}], path, anyPath); r != nil {
-		return r
+// Match returns the route for a normalised host, a port ("80", "443", …), a
+// path and a client, or nil. anyPath matches a host whatever its paths
+// (CONNECT). A connection restricted to clients is skipped for others, who
+// fall through to a connection without clients; refused reports that a
+// connection matched the request but did not admit the client (and none
+// admitted it).
+func (m *Matcher) Match(host, port, path string, anyPath bool, client *Client) (r *Route, refused bool) {
+	if r = pick(m.exactPort[hostPort{host, port}], path, anyPath, client, &refused); r != nil {
+		return r, false
 	}
-	if r := pick(m.exact[host], path, anyPath); r != nil {
-		return r
+	if r = pick(m.exact[host], path, anyPath, client, &refused); r != nil {
+		return r, false
 	}
 	for i := 0; i < len(host); i++ {
 		if host[i] != '.' {
 			continue
 		}
 		suffix := host[i+1:]
-		if r := pick(m.wildPort[hostPort{suffix, port}], path, anyPath); r != nil {
-			return r
+		if r = pick(m.wildPort[hostPort{suffix, port}], path, anyPath, client, &refused); r != nil {
+			return r, false
 		}
-		if r := pick(m.wild[suffix], path, anyPath); r != nil {
-			return r
+		if r = pick(m.wild[suffix], path, anyPath, client, &refused); r != nil {
+			return r, false
 		}
 	}
-	return nil
+	return nil, refused
 }
 
-func pick(es []entry, path string, anyPath bool) *Route {
+func pick(es []entry, path string, anyPath bool, client *Client, refused *bool) *Route {
 	for _, e := range es {
-		if anyPath || pathHasPrefix(path, e.prefix) {
-			return e.route
+		if !anyPath && !pathHasPrefix(path, e.prefix) {
+			continue
 		}
+		if e.clients != nil && !client.admittedBy(e.clients) {
+			*refused = true
+			continue
+		}
+		return e.route
 	}
 	return nil
 }

@@ -55,14 +55,14 @@ func TestMatchPrecedence(t *testing.T) {
 	}
 	for _, tc := range cases {
 		got := ""
-		if r := m.Match(tc.host, tc.port, tc.path, false); r != nil {
+		if r, _ := m.Match(tc.host, tc.port, tc.path, false, nil); r != nil {
 			got = r.Name
 		}
 		if got != tc.want {
 			t.Errorf("Match(%s, %s, %s) = %q, want %q", tc.host, tc.port, tc.path, got, tc.want)
 		}
 	}
-	if r := m.Match("paths.example.org", "443", "", true); r == nil || r.Name != "only_path" {
+	if r, _ := m.Match("paths.example.org", "443", "", true, nil); r == nil || r.Name != "only_path" {
 		t.Errorf("CONNECT match of a path-only host: %v", r)
 	}
 }
@@ -96,7 +96,7 @@ func BenchmarkMatch(b *testing.B) {
 			b.Run(fmt.Sprintf("%d/%s", n, tc.name), func(b *testing.B) {
 				b.ReportAllocs()
 				for i := 0; i < b.N; i++ {
-					_ = m.Match(tc.host, "443", "/v1/items", false)
+					_, _ = m.Match(tc.host, "443", "/v1/items", false, nil)
 				}
 			})
 		}
@@ -106,11 +106,51 @@ func BenchmarkMatch(b *testing.B) {
 func TestMatchDoesNotAllocate(t *testing.T) {
 	m := matcherOf(t, 10000)
 	allocs := testing.AllocsPerRun(1000, func() {
-		_ = m.Match("api9999.example9999.com", "443", "/v1", false)
-		_ = m.Match("deep.a.svc2.example.net", "443", "/v1", false)
-		_ = m.Match("nothing.example.org", "443", "/", false)
+		_, _ = m.Match("api9999.example9999.com", "443", "/v1", false, nil)
+		_, _ = m.Match("deep.a.svc2.example.net", "443", "/v1", false, nil)
+		_, _ = m.Match("nothing.example.org", "443", "/", false, nil)
 	})
 	if allocs != 0 {
 		t.Fatalf("matching allocates %v times per lookup set", allocs)
+	}
+}
+
+func TestMatchClients(t *testing.T) {
+	withClients := func(r *Route, c ...string) *Route { r.Clients = c; return r }
+	m := NewMatcher([]*Route{
+		withClients(route(t, "app1", []string{"api.example.com"}), "app1"),
+		withClients(route(t, "billing", []string{"api.example.com"}), "app2", "CN=billing"),
+		route(t, "everyone", []string{"api.example.com"}, "/public"),
+		withClients(route(t, "v2_app1", []string{"other.example.com"}, "/v2"), "app1"),
+		route(t, "other", []string{"other.example.com"}),
+	})
+	for _, tc := range []struct {
+		client      Client
+		host, path  string
+		want        string
+		wantRefused bool
+	}{
+		{Client{User: "app1"}, "api.example.com", "/x", "app1", false},
+		{Client{User: "app2"}, "api.example.com", "/x", "billing", false},
+		{Client{Subject: "CN=billing,O=Acme", CN: "billing"}, "api.example.com", "/x", "billing", false},
+		{Client{User: "app3"}, "api.example.com", "/x", "", true},
+		{Client{}, "api.example.com", "/x", "", true},
+		{Client{User: "app3"}, "api.example.com", "/public/a", "everyone", false},
+		{Client{User: "app1"}, "api.example.com", "/public/a", "everyone", false}, // the longest path prefix wins first
+		{Client{User: "app1"}, "other.example.com", "/v2/x", "v2_app1", false},
+		{Client{User: "app2"}, "other.example.com", "/v2/x", "other", false}, // not admitted at /v2: falls through to the connection for everybody
+	} {
+		r, refused := m.Match(tc.host, "443", tc.path, false, &tc.client)
+		got := ""
+		if r != nil {
+			got = r.Name
+		}
+		if got != tc.want || refused != tc.wantRefused {
+			t.Errorf("%+v %s%s: got %q refused=%v, want %q refused=%v", tc.client, tc.host, tc.path, got, refused, tc.want, tc.wantRefused)
+		}
+	}
+	c := &Client{User: "app2"}
+	if n := testing.AllocsPerRun(1000, func() { _, _ = m.Match("other.example.com", "443", "/v2/x", false, c) }); n != 0 {
+		t.Fatalf("matching with clients allocates %v times", n)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -29,6 +30,8 @@ func (p *Pipeline) RoundTrip(req *http.Request, d *Decision, note *Note) (*http.
 	req.Close = false // a client's Connection: close must not tear down upstream keep-alive
 	removeHopHeaders(req.Header)
 	switch {
+	case route != nil && route.Upstream != nil: // the connection's url: reverse listeners and host mapping
+		mapOnto(req.URL, route.Upstream)
 	case d.Pinned: // inside an intercepted tunnel: https to the CONNECT target
 		req.URL.Scheme = "https"
 		req.URL.Host = joinHostPort(d.Host, d.Port, "443")
@@ -81,6 +84,19 @@ func (p *Pipeline) RoundTrip(req *http.Request, d *Decision, note *Note) (*http.
 	return p.send(route, req, d)
 }
 
+// mapOnto sends u to base: base's scheme and authority, base's path in
+// front of u's (already normalised) path; u's query is kept.
+func mapOnto(u, base *url.URL) {
+	u.Scheme, u.Host = base.Scheme, base.Host
+	if u.RawPath != "" {
+		u.RawPath = base.EscapedPath() + u.RawPath
+	}
+	u.Path = base.Path + u.Path
+	if u.Path == "" {
+		u.Path = "/"
+	}
+}
+
 // send performs the round trip. The route's transport bounds the wait for
 // response headers (its timeout); the body may then stream for as long as it
 // needs. A client that goes away cancels the request through its context.
@@ -91,14 +107,14 @@ func (p *Pipeline) send(route *Route, req *http.Request, d *Decision) (*http.Res
 	}
 	resp, err := rt.RoundTrip(req)
 	if err != nil {
-		return nil, classify(req.Context(), err, authority(d.Host, d.Port), timeout)
+		return nil, classify(req.Context(), err, authority(req.URL.Hostname(), portOf(req.URL)), timeout)
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		// authgress removes Upgrade from requests, so a 101 is a protocol
 		// violation; relaying it would leave the client hanging. Its body
 		// is the raw connection: close it, never read it.
 		_ = resp.Body.Close()
-		return nil, &UpstreamError{Stage: StageReset, Host: authority(d.Host, d.Port), Err: errSwitchedProtocols}
+		return nil, &UpstreamError{Stage: StageReset, Host: authority(req.URL.Hostname(), portOf(req.URL)), Err: errSwitchedProtocols}
 	}
 	removeHopHeaders(resp.Header)
 	return resp, nil
@@ -160,7 +176,7 @@ func classify(ctx context.Context, err error, host string, timeout time.Duration
 // connection ("" if none) and the authgress error code ("" if the upstream
 // answered). `authgress test` uses it.
 func (h *Handler) Do(req *http.Request) (resp *http.Response, connection, code string) {
-	d := h.decide.request(req, nil)
+	d := h.decide.request(req, nil, &Client{})
 	if d.Action == ActionDeny {
 		return d.Failure.Response(req), d.connection(), d.Failure.Code
 	}

@@ -92,6 +92,12 @@ func New(ctx context.Context, cfg *conf.Config, d Deps) (*Proxy, error) {
 	if h.inner == nil {
 		h.inner = h
 	}
+	h.reverse = map[string]*Route{}
+	for _, r := range routes {
+		if r.Listen != "" {
+			h.reverse[r.Name] = r
+		}
+	}
 	return &Proxy{Routes: routes, Handler: h, Intercept: ca}, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"time"
@@ -29,6 +30,13 @@ type Route struct {
 	TLSPort    string
 	// PropagateTrace: inject authgress's trace context into upstream requests.
 	PropagateTrace bool
+	// Upstream is the connection's url: where its requests go (scheme,
+	// host, port, base path). nil: the request's own host, over https.
+	Upstream *url.URL
+	// Listen is the address of the connection's reverse listener ("": none).
+	Listen string
+	// Clients are the client identities the connection admits (nil: all).
+	Clients []string
 
 	metricAttr []metric.RecordOption // {connection=Name}
 }
@@ -46,7 +54,7 @@ func buildRoutes(cfg *conf.Config, vaults vault.Set, profiles *tlsprofiles.Set, 
 		c := cfg.Connections[name]
 		r := &Route{Name: name, Patterns: c.Patterns, Paths: c.Paths, Credential: c.Credential,
 			Transport: profiles.Upstream(c.Profile, c.Timeout.D), Timeout: c.Timeout.D, Insecure: c.AllowInsecure, TLSPort: "443",
-			PropagateTrace: c.PropagateTrace, metricAttr: connectionAttr(name)}
+			PropagateTrace: c.PropagateTrace, Upstream: c.Upstream, Listen: c.Listen, Clients: c.Clients, metricAttr: connectionAttr(name)}
 		prof, err := profiles.Profile(c.Profile)
 		if err != nil {
 			return nil, err

@@ -106,7 +106,7 @@ func (h *Handler) intercept(x *exchange, r *http.Request) {
 		return
 	}
 	h.finish(x, r) // the CONNECT's own line: the tunnel is established
-	pin := &tunnelTarget{host: x.d.Host, port: x.d.Port, client: x.d.Client}
+	pin := &tunnelTarget{host: x.d.Host, port: x.d.Port, client: x.client}
 	h.tunnels.serve(r.Context(), tc, pin, h.inner, h.limits, h.log)
 }
 

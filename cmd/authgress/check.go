@@ -20,7 +20,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg, probs := conf.Load(path)
 	if cfg != nil { // the profiles' files too, every problem in one run
-		probs = append(probs, filecheck.Profiles(context.Background(), cfg)...).Sorted()
+		probs = append(append(probs, filecheck.Profiles(context.Background(), cfg)...), filecheck.Listeners(context.Background(), cfg)...).Sorted()
 	}
 	for _, p := range probs {
 		fmt.Fprintln(stderr, p.String())

@@ -9,10 +9,12 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 
 	"github.com/authgress/authgress/conf"
+	"github.com/authgress/authgress/intercept"
 	"github.com/authgress/authgress/tlsprofiles"
 	"github.com/authgress/authgress/vault"
 )
@@ -60,6 +62,39 @@ func Profiles(ctx context.Context, cfg *conf.Config) conf.Problems {
 				}
 				report(at, err)
 			}
+		}
+	}
+	return out
+}
+
+// Listeners loads [server.tls] (certificate, key, client CA) and the
+// interception CA the way the running proxy will, reporting each problem at
+// the key that names the file.
+func Listeners(ctx context.Context, cfg *conf.Config) conf.Problems {
+	var out conf.Problems
+	if t := cfg.Server.TLS; t != nil && t.Cert != "" && t.Key != "" && conf.Readable(t.Cert) == nil && conf.Readable(t.Key) == nil &&
+		(t.ClientCA == "" || conf.Readable(t.ClientCA) == nil) {
+		if _, err := tlsprofiles.NewServer(t); err != nil {
+			msg := strings.TrimPrefix(err.Error(), "server.tls: ")
+			at := "server.tls.cert"
+			switch {
+			case strings.HasPrefix(msg, "server.tls.client_ca: "):
+				at, msg = "server.tls.client_ca", strings.TrimPrefix(msg, "server.tls.client_ca: ")
+			case strings.Contains(msg, "private key"):
+				at = "server.tls.key"
+			}
+			out = append(out, cfg.ProblemAt(at, msg))
+		}
+	}
+	if ic := cfg.Intercept; ic != nil && ic.CACert != "" && conf.Readable(ic.CACert) == nil && ic.CAKey.File != "" && conf.Readable(ic.CAKey.File) == nil {
+		certPEM, _ := os.ReadFile(ic.CACert)
+		keyPEM, _ := os.ReadFile(ic.CAKey.File)
+		if _, err := intercept.Load(certPEM, keyPEM, 1, 0); err != nil {
+			at, msg := "intercept.ca_cert", err.Error()
+			if strings.HasPrefix(msg, "ca_key") {
+				at = "intercept.ca_key"
+			}
+			out = append(out, cfg.ProblemAt(at, strings.TrimPrefix(strings.TrimPrefix(msg, "ca_cert: "), "ca_key: ")))
 		}
 	}
 	return out

@@ -116,3 +116,35 @@ ca = "good.pem"
 		t.Log("\n" + out)
 	}
 }
+
+func TestListenerAndInterceptFileProblemsReported(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	selfSigned(t, dir, "good", now.Add(-time.Hour), now.Add(time.Hour))
+	selfSigned(t, dir, "other", now.Add(-time.Hour), now.Add(time.Hour))
+	write(t, filepath.Join(dir, "garbage.pem"), []byte("not a certificate\n"))
+	text := `[server.tls]
+cert = "good.pem"
+key = "good-key.pem"
+client_ca = "garbage.pem"
+
+[intercept]
+ca_cert = "good.pem"
+ca_key = "other-key.pem"
+`
+	path := filepath.Join(dir, "authgress.toml")
+	write(t, path, []byte(text))
+	cfg, probs := conf.Load(path)
+	if cfg == nil || probs.HasErrors() {
+		t.Fatalf("config:\n%v", probs)
+	}
+	out := Listeners(context.Background(), cfg).Error()
+	for _, want := range []string{
+		`:4:1: error: server.tls.client_ca: ` + filepath.Join(dir, "garbage.pem") + ` holds no PEM certificate`,
+		`:8:1: error: intercept.ca_key: ca_key does not belong to ca_cert`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %s in:\n%s", want, out)
+		}
+	}
+}
