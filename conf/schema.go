@@ -146,6 +146,14 @@ type Cluster struct {
 	Mode    string `toml:"mode"` // balance | failover
 	Profile string `toml:"profile"`
 	Nodes   []Node `toml:"nodes"`
+	// Health: an active check every HealthInterval (TCP + TLS with the
+	// profile, plus a request to HealthURL if set) bounded by
+	// HealthTimeout; EjectAfter consecutive connection failures take a node
+	// out until it passes a check.
+	HealthInterval Duration `toml:"health_interval"`
+	HealthTimeout  Duration `toml:"health_timeout"`
+	EjectAfter     int      `toml:"eject_after"`
+	HealthURL      string   `toml:"health_url"`
 }
 
 // Node is one agent in a cluster.
@@ -153,6 +161,10 @@ type Node struct {
 	Name         string   `toml:"name"`
 	URL          string   `toml:"url"`
 	Capabilities []string `toml:"capabilities"`
+	Weight       int      `toml:"weight"` // balance only; default 1
+
+	// Parsed is the URL (filled by validation).
+	Parsed *url.URL `toml:"-"`
 }
 
 // Connection is a named route: what it matches and what to do with it.
@@ -184,8 +196,12 @@ type Connection struct {
 
 // Retry is a connection's retry policy.
 type Retry struct {
-	Count    int      `toml:"count"`
-	Strategy string   `toml:"strategy"` // fixed | exponential
-	Interval Duration `toml:"interval"`
-	OnStatus []int    `toml:"on_status"`
+	Count       int      `toml:"count"`
+	Strategy    string   `toml:"strategy"` // exponential | fixed | retry_after
+	Interval    Duration `toml:"interval"`
+	MaxInterval Duration `toml:"max_interval"`
+	MaxElapsed  Duration `toml:"max_elapsed"`
+	OnStatus    []int    `toml:"on_status"`
+	OnError     []string `toml:"on_error"` // connect | timeout | reset
+	Methods     []string `toml:"methods"`
 }

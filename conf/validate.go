@@ -58,8 +58,7 @@ func (v *validator) run() {
 		v.credential(name, v.cfg.Credentials[name])
 	}
 	for _, name := range sortedKeys(v.cfg.Clusters) {
-		v.name("clusters", name)
-		v.r.errorf("clusters."+name, "clusters and agent nodes are not available in this version of authgress")
+		v.cluster(name, v.cfg.Clusters[name])
 	}
 	for _, name := range sortedKeys(v.cfg.Connections) {
 		v.connection(name, v.cfg.Connections[name])
@@ -509,12 +508,7 @@ func (v *validator) connection(name string, c *Connection) {
 			v.r.errorf(p+".listen", "a reverse listener needs url: the base URL its requests are sent to")
 		}
 	}
-	if c.Via != "" {
-		v.r.errorf(p+".via", "forwarding via agent clusters is not available in this version of authgress")
-	}
-	if len(c.Capabilities) > 0 && c.Via != "auto" {
-		v.r.errorf(p+".capabilities", "is only used with via = \"auto\"")
-	}
+	v.via(p, c)
 	if len(c.Hosts) == 0 && c.Listen == "" {
 		v.r.errorf(p+".hosts", "a connection needs hosts (or a url to take its host from)")
 	}
@@ -527,6 +521,9 @@ func (v *validator) connection(name string, c *Connection) {
 			v.r.errorf(fmt.Sprintf("%s.clients[%d]", p, i), "%q is listed twice", cl)
 		}
 		seenClient[cl] = true
+	}
+	if c.Listen != "" && c.Clients != nil {
+		v.r.errorf(p+".clients", "a reverse listener has no client identity (no proxy authentication, no client certificates): protect it by its listen address instead")
 	}
 	if c.Clients != nil && len(c.Clients) == 0 {
 		v.r.errorf(p+".clients", "is empty: no client could use this connection (remove it to admit every client)")
@@ -566,11 +563,177 @@ func (v *validator) connection(name string, c *Connection) {
 		v.r.errorf(p+".timeout", "must be greater than zero")
 	}
 	if c.Retry != nil {
-		v.duration(p+".retry.interval", &c.Retry.Interval, time.Second)
-		v.r.errorf(p+".retry", "upstream retry policies are not available in this version of authgress")
+		v.retry(p+".retry", c.Retry)
 	}
 	if c.AllowInsecure {
 		v.r.warnf(p+".allow_insecure", "requests on this connection may go upstream over plain http: use only in tests and benchmarks")
+	}
+}
+
+// DefaultRetryMethods are the methods retried when a policy names none:
+// the idempotent ones.
+var DefaultRetryMethods = []string{"GET", "HEAD", "OPTIONS", "PUT", "DELETE"}
+
+func (v *validator) cluster(name string, cl *Cluster) {
+	p := "clusters." + name
+	v.name("clusters", name)
+	switch cl.Mode {
+	case "":
+		cl.Mode = "failover"
+	case "balance", "failover":
+	default:
+		v.r.errorf(p+".mode", "must be balance or failover")
+	}
+	if cl.Profile != "" {
+		if _, ok := v.cfg.Profiles[cl.Profile]; !ok {
+			v.r.errorf(p+".profile", "profile %q is not defined in [profiles]", cl.Profile)
+		}
+	}
+	if len(cl.Nodes) == 0 {
+		v.r.errorf(p+".nodes", "a cluster needs at least one node")
+	}
+	seen := map[string]bool{}
+	for i := range cl.Nodes {
+		n := &cl.Nodes[i]
+		np := fmt.Sprintf("%s.nodes[%d]", p, i)
+		switch {
+		case n.Name == "":
+			v.r.errorf(np+".name", "is required")
+		case !nameRe.MatchString(n.Name):
+			v.r.errorf(np+".name", "%q: node names use only letters, digits and _", n.Name)
+		case seen[n.Name]:
+			v.r.errorf(np+".name", "node %q is listed twice", n.Name)
+		}
+		seen[n.Name] = true
+		u, err := url.Parse(n.URL)
+		switch {
+		case n.URL == "":
+			v.r.errorf(np+".url", "is required: the node's proxy address, like https://10.0.0.11:3128")
+		case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || (u.Path != "" && u.Path != "/") || u.RawQuery != "":
+			v.r.errorf(np+".url", "%q is not a proxy address like https://host:port", n.URL)
+		default:
+			if u.Port() == "" {
+				v.r.errorf(np+".url", "%q needs a port", n.URL)
+			}
+			if u.Scheme == "http" {
+				v.r.warnf(np+".url", "requests to this node, with the credentials authgress injected, travel unencrypted: use https:// unless the node is on this host")
+			}
+			n.Parsed = u
+		}
+		switch {
+		case n.Weight == 0:
+			n.Weight = 1
+		case n.Weight < 0 || n.Weight > 1000:
+			v.r.errorf(np+".weight", "must be between 1 and 1000")
+		case cl.Mode != "balance":
+			v.r.errorf(np+".weight", "is only used with mode = \"balance\"")
+		}
+	}
+	v.duration(p+".health_interval", &cl.HealthInterval, 5*time.Second)
+	v.duration(p+".health_timeout", &cl.HealthTimeout, 2*time.Second)
+	if cl.HealthInterval.D < 100*time.Millisecond {
+		v.r.errorf(p+".health_interval", "must be at least 100ms")
+	}
+	if cl.HealthTimeout.D <= 0 || cl.HealthTimeout.D > cl.HealthInterval.D {
+		v.r.errorf(p+".health_timeout", "must be greater than zero and at most health_interval")
+	}
+	switch {
+	case cl.EjectAfter == 0:
+		cl.EjectAfter = 3
+	case cl.EjectAfter < 1 || cl.EjectAfter > 100:
+		v.r.errorf(p+".eject_after", "must be between 1 and 100")
+	}
+	if h := cl.HealthURL; h != "" {
+		u, err := url.Parse(h)
+		if err != nil || !(strings.HasPrefix(h, "/") || (u.Scheme == "http" || u.Scheme == "https") && u.Host != "") {
+			v.r.errorf(p+".health_url", "must be a path on the node (\"/healthz\" for an authgress agent) or an absolute http(s) URL to fetch through it")
+		}
+	}
+}
+
+// via checks a connection's via: a cluster, "cluster/node", or "auto"
+// with capabilities.
+func (v *validator) via(p string, c *Connection) {
+	if len(c.Capabilities) > 0 && c.Via != "auto" {
+		v.r.errorf(p+".capabilities", "is only used with via = \"auto\"")
+	}
+	switch {
+	case c.Via == "":
+	case c.Via == "auto":
+		if len(c.Capabilities) == 0 {
+			v.r.errorf(p+".capabilities", "via = \"auto\" picks nodes that have every capability listed here: list at least one")
+			return
+		}
+		for _, cl := range v.cfg.Clusters {
+			for _, n := range cl.Nodes {
+				if hasAll(n.Capabilities, c.Capabilities) {
+					return
+				}
+			}
+		}
+		v.r.errorf(p+".capabilities", "no node of any cluster has all of %v", c.Capabilities)
+	default:
+		cluster, node, pinned := strings.Cut(c.Via, "/")
+		cl, ok := v.cfg.Clusters[cluster]
+		if !ok {
+			v.r.errorf(p+".via", "cluster %q is not defined in [clusters]", cluster)
+			return
+		}
+		if pinned && !slices.ContainsFunc(cl.Nodes, func(n Node) bool { return n.Name == node }) {
+			v.r.errorf(p+".via", "cluster %q has no node %q", cluster, node)
+		}
+	}
+}
+
+func hasAll(have, want []string) bool {
+	for _, w := range want {
+		if !slices.Contains(have, w) {
+			return false
+		}
+	}
+	return true
+}
+
+func (v *validator) retry(p string, r *Retry) {
+	if r.Count < 0 || r.Count > 10 {
+		v.r.errorf(p+".count", "must be between 0 and 10")
+	}
+	switch r.Strategy {
+	case "":
+		r.Strategy = "exponential"
+	case "exponential", "fixed", "retry_after":
+	default:
+		v.r.errorf(p+".strategy", "must be exponential, fixed or retry_after")
+	}
+	v.duration(p+".interval", &r.Interval, time.Second)
+	v.duration(p+".max_interval", &r.MaxInterval, 30*time.Second)
+	v.duration(p+".max_elapsed", &r.MaxElapsed, 2*time.Minute)
+	if r.Interval.D <= 0 {
+		v.r.errorf(p+".interval", "must be greater than zero")
+	}
+	if r.OnStatus == nil {
+		r.OnStatus = []int{502, 503, 504}
+	}
+	for i, st := range r.OnStatus {
+		if st < 100 || st > 599 {
+			v.r.errorf(fmt.Sprintf("%s.on_status[%d]", p, i), "%d is not an HTTP status", st)
+		}
+	}
+	if r.OnError == nil {
+		r.OnError = []string{"connect", "timeout", "reset"}
+	}
+	for i, e := range r.OnError {
+		if e != "connect" && e != "timeout" && e != "reset" {
+			v.r.errorf(fmt.Sprintf("%s.on_error[%d]", p, i), "%q: must be connect, timeout or reset", e)
+		}
+	}
+	if r.Methods == nil {
+		r.Methods = DefaultRetryMethods
+	}
+	for i, m := range r.Methods {
+		if m != strings.ToUpper(m) || m == "" {
+			v.r.errorf(fmt.Sprintf("%s.methods[%d]", p, i), "%q: methods are upper-case, like \"GET\"", m)
+		}
 	}
 }
 

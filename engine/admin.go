@@ -12,6 +12,7 @@ import (
 
 	"github.com/authgress/authgress/conf"
 	"github.com/authgress/authgress/tlsprofiles"
+	"github.com/authgress/authgress/upstream"
 )
 
 // adminServer serves /healthz (alive), /readyz (config loaded and every
@@ -59,6 +60,21 @@ type StatusDoc struct {
 	Profiles    []profileStatus    `json:"profiles"`
 	Intercept   *interceptStatus   `json:"intercept,omitempty"`
 	ServerTLS   *clientCertDoc     `json:"server_tls,omitempty"` // the agent listener's certificate
+	Clusters    []clusterStatus    `json:"clusters,omitempty"`
+}
+
+type clusterStatus struct {
+	Name  string       `json:"name"`
+	Mode  string       `json:"mode"`
+	Nodes []nodeStatus `json:"nodes"`
+}
+
+type nodeStatus struct {
+	Name      string     `json:"name"`
+	URL       string     `json:"url"`
+	State     string     `json:"state"` // healthy | unknown | down
+	Since     *time.Time `json:"since,omitempty"`
+	LastError string     `json:"last_error,omitempty"`
 }
 
 type interceptStatus struct {
@@ -167,6 +183,17 @@ func (e *Engine) Status() StatusDoc {
 			ps.ClientCertificate = certDoc(p.Identity.State())
 		}
 		doc.Profiles = append(doc.Profiles, ps)
+	}
+	for _, cl := range rt.clusters.Clusters() {
+		cs := clusterStatus{Name: cl.Name, Mode: map[upstream.Mode]string{upstream.Failover: "failover", upstream.Balance: "balance"}[cl.Mode]}
+		for _, n := range cl.Nodes {
+			ns := nodeStatus{Name: n.Name, URL: n.URL.String(), State: n.State().String(), LastError: n.LastError()}
+			if t := n.Since(); !t.IsZero() {
+				ns.Since = &t
+			}
+			cs.Nodes = append(cs.Nodes, ns)
+		}
+		doc.Clusters = append(doc.Clusters, cs)
 	}
 	if st := rt.serverTLS; st != nil {
 		doc.ServerTLS = certDoc(st.Identity.State())

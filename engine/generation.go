@@ -10,6 +10,7 @@ import (
 	"github.com/authgress/authgress/proxy"
 	"github.com/authgress/authgress/tlsprofiles"
 	"github.com/authgress/authgress/tokencache"
+	"github.com/authgress/authgress/upstream"
 	"github.com/authgress/authgress/vault"
 )
 
@@ -25,6 +26,7 @@ type generation struct {
 	prefetch []*tokencache.Slot
 	// serverTLS is the agent listener's TLS ([server.tls]; nil: plain).
 	serverTLS *tlsprofiles.Server
+	clusters  *upstream.Set
 	stop      context.CancelFunc // ends the background work
 }
 
@@ -33,12 +35,20 @@ func (e *Engine) build(ctx context.Context, cfg *conf.Config) (*generation, erro
 	if err != nil {
 		return nil, err
 	}
-	p, err := proxy.New(ctx, cfg, proxy.Deps{Vaults: vaults, Profiles: profiles, Tokens: e.tokens, Log: e.log,
-		Tracing: e.opts.Tracing, Tunnels: e.tunnels, Inner: e})
+	var prev *upstream.Set
+	if old := e.cur.Load(); old != nil {
+		prev = old.clusters
+	}
+	clusters, err := upstream.Build(cfg, profiles, prev, e.log)
 	if err != nil {
 		return nil, err
 	}
-	g := &generation{cfg: cfg, loadedAt: time.Now(), proxy: p, profiles: profiles, vaults: vaults, stop: func() {}}
+	p, err := proxy.New(ctx, cfg, proxy.Deps{Vaults: vaults, Profiles: profiles, Tokens: e.tokens, Log: e.log,
+		Tracing: e.opts.Tracing, Tunnels: e.tunnels, Inner: e, Clusters: clusters})
+	if err != nil {
+		return nil, err
+	}
+	g := &generation{cfg: cfg, loadedAt: time.Now(), proxy: p, profiles: profiles, vaults: vaults, clusters: clusters, stop: func() {}}
 	if cfg.Server.TLS != nil {
 		if g.serverTLS, err = tlsprofiles.NewServer(cfg.Server.TLS); err != nil {
 			return nil, err
@@ -102,4 +112,6 @@ func (g *generation) start(log *slog.Logger) {
 	if g.serverTLS != nil {
 		g.serverTLS.Watch(ctx, log)
 	}
+	g.clusters.Start(ctx)
+	g.clusters.Activate()
 }

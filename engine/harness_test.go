@@ -46,15 +46,15 @@ func newIDP(t testing.TB) *idp {
 	return i
 }
 
-// upstream is a TLS server whose handler tests replace.
-type upstream struct {
+// apiServer is a TLS server whose handler tests replace.
+type apiServer struct {
 	*httptest.Server
 	caFile  string
 	handler atomic.Value // http.HandlerFunc
 }
 
-func newUpstream(t *testing.T) *upstream {
-	u := &upstream{}
+func newUpstream(t *testing.T) *apiServer {
+	u := &apiServer{}
 	u.handler.Store(http.HandlerFunc(echo))
 	u.Server = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.handler.Load().(http.HandlerFunc)(w, r)
@@ -68,9 +68,9 @@ func newUpstream(t *testing.T) *upstream {
 	return u
 }
 
-func (u *upstream) handle(h http.HandlerFunc) { u.handler.Store(h) }
-func (u *upstream) hostPort() string          { return strings.TrimPrefix(u.URL, "https://") }
-func (u *upstream) port() string              { return u.URL[strings.LastIndex(u.URL, ":")+1:] }
+func (u *apiServer) handle(h http.HandlerFunc) { u.handler.Store(h) }
+func (u *apiServer) hostPort() string          { return strings.TrimPrefix(u.URL, "https://") }
+func (u *apiServer) port() string              { return u.URL[strings.LastIndex(u.URL, ":")+1:] }
 
 // echo reports what the upstream saw.
 func echo(w http.ResponseWriter, r *http.Request) {
@@ -95,7 +95,7 @@ type harness struct {
 
 // newHarness builds a proxy from config text; {{UP}}, {{CA}}, {{IDP}} and
 // {{SECRETS}} are replaced.
-func newHarness(t testing.TB, text string, up *upstream, i *idp) *harness {
+func newHarness(t testing.TB, text string, up *apiServer, i *idp) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	secrets := filepath.Join(dir, "secrets.toml")

@@ -44,6 +44,7 @@ type Decision struct {
 	Host    string // normalised target host
 	Port    string // target port
 	Client  string // client identity ("" when the client is anonymous)
+	Path    string // the request's normalised path (what the access log shows)
 	Pinned  bool   // inside an intercepted tunnel: the target is the CONNECT's
 	Failure *Failure
 }
@@ -104,7 +105,7 @@ func (d *decider) request(r *http.Request, pin *tunnelTarget, client *Client) De
 		return deny(ReasonBadPath, &Failure{Code: CodeBadRequest, Message: "the request path cannot be normalised (bad percent-encoding or dot segments above the root)"})
 	}
 	route, refused := d.match.Match(host, port, path, false, client)
-	dec := Decision{Route: route, Host: host, Port: port, Pinned: pin != nil}
+	dec := Decision{Route: route, Host: host, Port: port, Path: path, Pinned: pin != nil}
 	switch {
 	case refused:
 		dec.Action, dec.Reason, dec.Failure = ActionDeny, ReasonNotAdmitted, notAdmitted(authority(host, port), client)
@@ -146,13 +147,14 @@ func (d *decider) reverse(r *http.Request, route *Route, name string, client *Cl
 	if r.URL.IsAbs() || r.Method == http.MethodConnect {
 		return deny(ReasonNotProxy, &Failure{Code: CodeBadRequest, Connection: route.Name, Message: "this is a reverse listener for connection " + route.Name + ": send origin-form requests (GET /path), not proxy requests"})
 	}
-	if _, ok := normalizePath(r.URL); !ok {
+	path, ok := normalizePath(r.URL)
+	if !ok {
 		return deny(ReasonBadPath, &Failure{Code: CodeBadRequest, Connection: route.Name, Message: "the request path cannot be normalised (bad percent-encoding or dot segments above the root)"})
 	}
 	if route.Clients != nil && !client.admittedBy(route.Clients) {
 		return deny(ReasonNotAdmitted, notAdmitted("connection "+route.Name, client))
 	}
-	dec := Decision{Route: route, Host: route.Upstream.Hostname(), Port: portOf(route.Upstream)}
+	dec := Decision{Route: route, Host: route.Upstream.Hostname(), Port: portOf(route.Upstream), Path: path}
 	dec.act(r, ReasonReverse)
 	return dec
 }

@@ -52,7 +52,9 @@ type exchange struct {
 
 // Note is what the pipeline reports about a round trip besides its result.
 type Note struct {
-	Replayed bool // sent again after a 401 with a fresh token
+	Replayed bool   // sent again after a 401 with a fresh token
+	Node     string // "cluster/node" of the last attempt through a node
+	Retries  int    // attempts sent again under the retry policy
 }
 
 type tunnelKey struct{}
@@ -83,6 +85,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, reverse string) 
 	switch {
 	case pin != nil:
 		client = pin.client // authenticated at the CONNECT
+	case reverse != "":
+		// A reverse listener is an app's base URL, not a proxy: no proxy
+		// authentication (its bind address protects it) and no client
+		// identity.
 	case h.auth != nil:
 		user, ok := h.auth.check(r)
 		if !ok {
@@ -193,10 +199,7 @@ func (h *Handler) logAccess(r *http.Request, x *exchange, d time.Duration) {
 	if x.d.Host != "" {
 		host = authority(x.d.Host, x.d.Port)
 	}
-	path := ""
-	if r.Method != http.MethodConnect && r.URL != nil {
-		path = r.URL.Path
-	}
+	path := x.d.Path // the path the client sent, as matched (before any url mapping)
 	attrs := make([]slog.Attr, 0, 11)
 	attrs = append(attrs,
 		slog.String("connection", x.d.connection()),
@@ -215,6 +218,12 @@ func (h *Handler) logAccess(r *http.Request, x *exchange, d time.Duration) {
 	}
 	if x.tlsFailed {
 		attrs = append(attrs, slog.String("tunnel", "client TLS handshake failed: does the client trust the interception CA?"))
+	}
+	if x.note.Node != "" {
+		attrs = append(attrs, slog.String("node", x.note.Node))
+	}
+	if x.note.Retries > 0 {
+		attrs = append(attrs, slog.Int("retries", x.note.Retries))
 	}
 	if x.note.Replayed {
 		attrs = append(attrs, slog.Bool("replayed_after_401", true))

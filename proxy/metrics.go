@@ -18,6 +18,7 @@ var (
 	requestsTotal   metric.Int64Counter
 	requestDuration metric.Float64Histogram
 	deniedTotal     metric.Int64Counter
+	retriesTotal    metric.Int64Counter
 )
 
 func init() {
@@ -29,6 +30,8 @@ func init() {
 		metric.WithExplicitBucketBoundaries(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
 	deniedTotal, _ = meter.Int64Counter("authgress_denied",
 		metric.WithDescription("Requests and tunnels refused by policy, by reason."))
+	retriesTotal, _ = meter.Int64Counter("authgress_retries",
+		metric.WithDescription("Attempts sent again under a connection's retry policy, by connection and reason (connect, timeout, reset, or the status)."))
 }
 
 // Denial reasons for authgress_denied_total.
@@ -52,11 +55,15 @@ var statusCodes = func() (s [600]string) {
 // attrCache keeps the options of one label set per {connection, code}, as
 // ready-made slices: passing them with ... does not allocate.
 type attrCache struct {
-	mu sync.RWMutex
-	m  map[[2]string][]metric.AddOption
+	mu    sync.RWMutex
+	m     map[[2]string][]metric.AddOption
+	names [2]string
 }
 
-var requestAttrs = attrCache{m: map[[2]string][]metric.AddOption{}}
+var (
+	requestAttrs = attrCache{m: map[[2]string][]metric.AddOption{}, names: [2]string{"connection", "code"}}
+	retryAttrs   = attrCache{m: map[[2]string][]metric.AddOption{}, names: [2]string{"connection", "reason"}}
+)
 
 func (c *attrCache) get(k [2]string) []metric.AddOption {
 	c.mu.RLock()
@@ -65,7 +72,7 @@ func (c *attrCache) get(k [2]string) []metric.AddOption {
 	if ok {
 		return o
 	}
-	o = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("connection", k[0]), attribute.String("code", k[1])))}
+	o = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String(c.names[0], k[0]), attribute.String(c.names[1], k[1])))}
 	c.mu.Lock()
 	c.m[k] = o
 	c.mu.Unlock()
@@ -102,4 +109,9 @@ func recordDenied(reason string) {
 		deniedAttrs.Store(reason, o)
 	}
 	deniedTotal.Add(context.Background(), 1, o.(metric.MeasurementOption))
+}
+
+// recordRetry counts one attempt sent again.
+func recordRetry(route *Route, reason string) {
+	retriesTotal.Add(context.Background(), 1, retryAttrs.get([2]string{route.Name, reason})...)
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/authgress/authgress/conf"
 	"github.com/authgress/authgress/internal/neterr"
+	"github.com/authgress/authgress/upstream"
 )
 
 // Pipeline sends a decided request upstream: credential/token → transport →
@@ -45,25 +47,29 @@ func (p *Pipeline) RoundTrip(req *http.Request, d *Decision, note *Note) (*http.
 	}
 	req.Host = req.URL.Host
 	if route == nil {
-		return p.send(nil, req, d)
+		return p.send(nil, req, d, note)
 	}
 	if route.PropagateTrace {
 		injectTrace(req)
 	}
-	if route.Token == nil {
-		return p.send(route, req, d)
+	if route.Token == nil && route.Retry == nil && route.Via == nil {
+		return p.send(route, req, d, note)
 	}
-
+	// Bodies up to ReplayLimit are kept, so that the request can be sent
+	// again: after a 401, under the retry policy, or to another node.
 	replayable, err := prepareReplay(req)
 	if err != nil {
 		return nil, &Failure{Code: CodeBadRequest, Connection: route.Name, Message: "could not read the request body", Cause: err}
+	}
+	if route.Token == nil {
+		return p.send(route, req, d, note)
 	}
 	tok, err := route.Token.Get(req.Context())
 	if err != nil {
 		return nil, tokenFailure(route.Name, route.Credential, err)
 	}
 	req.Header.Set("Authorization", tok.Authorization())
-	resp, err := p.send(route, req, d)
+	resp, err := p.send(route, req, d, note)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized {
 		return resp, err
 	}
@@ -81,7 +87,7 @@ func (p *Pipeline) RoundTrip(req *http.Request, d *Decision, note *Note) (*http.
 	req.Body, _ = req.GetBody()
 	req.Header.Set("Authorization", fresh.Authorization())
 	note.Replayed = true
-	return p.send(route, req, d)
+	return p.send(route, req, d, note)
 }
 
 // mapOnto sends u to base: base's scheme and authority, base's path in
@@ -97,28 +103,179 @@ func mapOnto(u, base *url.URL) {
 	}
 }
 
-// send performs the round trip. The route's transport bounds the wait for
-// response headers (its timeout); the body may then stream for as long as it
-// needs. A client that goes away cancels the request through its context.
-func (p *Pipeline) send(route *Route, req *http.Request, d *Decision) (*http.Response, error) {
-	rt, timeout := p.tunnel, conf.DefaultUpstreamTimeout
-	if route != nil {
-		rt, timeout = route.Transport, route.Timeout
+// send performs the round trip, again under the connection's retry policy
+// when an attempt fails in a way it names. The route's transport bounds the
+// wait for response headers (its timeout); the body may then stream for as
+// long as it needs. A client that goes away cancels the request through
+// its context. authgress's own failures (no_agent_available) are never
+// retried.
+func (p *Pipeline) send(route *Route, req *http.Request, d *Decision, note *Note) (*http.Response, error) {
+	if route == nil || route.Retry == nil {
+		return p.attempt(route, req, note)
 	}
-	resp, err := rt.RoundTrip(req)
+	pol, start := route.Retry, time.Now()
+	for n := 0; ; n++ {
+		resp, err := p.attempt(route, req, note)
+		reason := retryReason(resp, err)
+		if n >= pol.Count || reason == "" || req.GetBody == nil || !pol.Retries(req.Method, statusOf(resp), errKind(err)) {
+			return resp, err
+		}
+		wait := pol.Delay(n, resp, time.Now())
+		if time.Since(start)+wait > pol.MaxElapsed {
+			return resp, err
+		}
+		if resp != nil {
+			drain(resp.Body)
+		}
+		recordRetry(route, reason)
+		t := time.NewTimer(wait)
+		select {
+		case <-req.Context().Done():
+			t.Stop()
+			return nil, classify(req.Context(), req.Context().Err(), authority(req.URL.Hostname(), portOf(req.URL)), route.Timeout)
+		case <-t.C:
+		}
+		req.Body, _ = req.GetBody()
+		note.Retries++
+	}
+}
+
+// attempt sends req once: straight to the upstream, or through a node of
+// the route's via. A node that could not be connected to (nothing sent) is
+// passed over for another, always; when none is left, the answer is 503
+// no_agent_available.
+func (p *Pipeline) attempt(route *Route, req *http.Request, note *Note) (*http.Response, error) {
+	if route == nil || route.Via == nil {
+		rt, timeout := p.tunnel, conf.DefaultUpstreamTimeout
+		if route != nil {
+			rt, timeout = route.Transport, route.Timeout
+		}
+		resp, err := rt.RoundTrip(req)
+		return checked(req, resp, err, authority(req.URL.Hostname(), portOf(req.URL)), timeout)
+	}
+	body := reusable(req)
+	var tried []*upstream.Node
+	var last *UpstreamError
+	for {
+		n := route.Via.Pick(tried)
+		if n == nil {
+			return nil, noAgent(route, last)
+		}
+		note.Node = n.ID()
+		resp, err := n.RoundTrip(route.nodeRT[n.Cluster], req)
+		resp, err = checked(req, resp, err, "node "+n.ID(), route.Timeout)
+		var ue *UpstreamError
+		if !errors.As(err, &ue) || ue.Stage != StageConnect {
+			if err == nil {
+				n.Succeeded()
+			}
+			return resp, err
+		}
+		n.Failed(ue.Err)
+		tried, last = append(tried, n), ue
+		if !body.rewind(req) {
+			return nil, ue
+		}
+	}
+}
+
+// checked types a round trip's error, and refuses a 101.
+func checked(req *http.Request, resp *http.Response, err error, host string, timeout time.Duration) (*http.Response, error) {
 	if err != nil {
-		return nil, classify(req.Context(), err, authority(req.URL.Hostname(), portOf(req.URL)), timeout)
+		return nil, classify(req.Context(), err, host, timeout)
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		// authgress removes Upgrade from requests, so a 101 is a protocol
 		// violation; relaying it would leave the client hanging. Its body
 		// is the raw connection: close it, never read it.
 		_ = resp.Body.Close()
-		return nil, &UpstreamError{Stage: StageReset, Host: authority(req.URL.Hostname(), portOf(req.URL)), Err: errSwitchedProtocols}
+		return nil, &UpstreamError{Stage: StageReset, Host: host, Err: errSwitchedProtocols}
 	}
 	removeHopHeaders(resp.Header)
 	return resp, nil
 }
+
+func noAgent(route *Route, last *UpstreamError) *Failure {
+	msg := fmt.Sprintf("no node of %s is available", route.Via.Name)
+	if last != nil {
+		msg += fmt.Sprintf(" (the last one tried, %s, failed: %s)", strings.TrimPrefix(last.Host, "node "), neterr.Reason(last.Err))
+	}
+	return &Failure{Code: CodeNoAgentAvailable, Connection: route.Name, Message: msg, Cause: last}
+}
+
+// retryReason names what failed in an attempt for authgress_retries_total
+// ("" when it did not fail in a way a policy can name).
+func retryReason(resp *http.Response, err error) string {
+	if err != nil {
+		return errKind(err)
+	}
+	return statusCodes[resp.StatusCode%len(statusCodes)]
+}
+
+// errKind is the retry policy's name for a failed round trip: connect,
+// timeout or reset ("" for authgress's own failures and the rest).
+func errKind(err error) string {
+	var ue *UpstreamError
+	if !errors.As(err, &ue) {
+		return ""
+	}
+	switch ue.Stage {
+	case StageConnect:
+		return "connect"
+	case StageTimeout:
+		return "timeout"
+	case StageReset:
+		return "reset"
+	}
+	return ""
+}
+
+func statusOf(resp *http.Response) int {
+	if resp == nil {
+		return 0
+	}
+	return resp.StatusCode
+}
+
+// rewindable keeps a request body usable for another node after a
+// connection failure: a buffered body is made again; an unbuffered one is
+// reused as long as the transport has read none of it (it closes the body
+// on a failed dial, so Close is held back).
+type rewindable struct{ once *onceBody }
+
+func reusable(req *http.Request) rewindable {
+	if req.GetBody != nil || req.Body == nil || req.Body == http.NoBody {
+		return rewindable{}
+	}
+	o := &onceBody{ReadCloser: req.Body}
+	req.Body = o
+	return rewindable{once: o}
+}
+
+func (r rewindable) rewind(req *http.Request) bool {
+	switch {
+	case req.GetBody != nil:
+		req.Body, _ = req.GetBody()
+		return true
+	case r.once == nil:
+		return true // no body
+	default:
+		return !r.once.read
+	}
+}
+
+type onceBody struct {
+	io.ReadCloser
+	read bool
+}
+
+func (b *onceBody) Read(p []byte) (int, error) {
+	b.read = true
+	return b.ReadCloser.Read(p)
+}
+
+// Close is a no-op: the server closes the client's body after the request.
+func (b *onceBody) Close() error { return nil }
 
 var errSwitchedProtocols = errors.New("the upstream switched protocols (101), which authgress does not relay")
 

@@ -16,6 +16,7 @@ import (
 	"github.com/authgress/authgress/intercept"
 	"github.com/authgress/authgress/tlsprofiles"
 	"github.com/authgress/authgress/tokencache"
+	"github.com/authgress/authgress/upstream"
 	"github.com/authgress/authgress/vault"
 )
 
@@ -26,6 +27,8 @@ type Deps struct {
 	Tokens   *tokencache.Cache
 	Log      *slog.Logger
 	Tracing  bool // spans for proxied requests (the SDK exports them)
+	// Clusters are the agent nodes connections may go via.
+	Clusters *upstream.Set
 	// Tunnels tracks intercepted tunnels across reloads (nil: a new one).
 	Tunnels *Tunnels
 	// Inner serves the requests inside intercepted tunnels; the runtime
@@ -45,7 +48,7 @@ type Proxy struct {
 // the proxy itself (proxy user passwords, the interception CA key) are
 // resolved here.
 func New(ctx context.Context, cfg *conf.Config, d Deps) (*Proxy, error) {
-	routes, err := buildRoutes(cfg, d.Vaults, d.Profiles, d.Tokens)
+	routes, err := buildRoutes(cfg, d.Vaults, d.Profiles, d.Tokens, d.Clusters)
 	if err != nil {
 		return nil, err
 	}

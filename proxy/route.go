@@ -13,6 +13,7 @@ import (
 	"github.com/authgress/authgress/conf"
 	"github.com/authgress/authgress/tlsprofiles"
 	"github.com/authgress/authgress/tokencache"
+	"github.com/authgress/authgress/upstream"
 	"github.com/authgress/authgress/vault"
 	"go.opentelemetry.io/otel/metric"
 )
@@ -37,13 +38,19 @@ type Route struct {
 	Listen string
 	// Clients are the client identities the connection admits (nil: all).
 	Clients []string
+	// Via: the agent nodes requests go through (nil: straight to the
+	// upstream); nodeRT is the transport to each cluster's nodes.
+	Via    *upstream.Via
+	nodeRT map[string]http.RoundTripper
+	// Retry is the connection's retry policy (nil: none).
+	Retry *upstream.Policy
 
 	metricAttr []metric.RecordOption // {connection=Name}
 }
 
 // buildRoutes turns the connections into routes, creating one token slot
 // per (credential, effective scopes, params).
-func buildRoutes(cfg *conf.Config, vaults vault.Set, profiles *tlsprofiles.Set, tokens *tokencache.Cache) ([]*Route, error) {
+func buildRoutes(cfg *conf.Config, vaults vault.Set, profiles *tlsprofiles.Set, tokens *tokencache.Cache, clusters *upstream.Set) ([]*Route, error) {
 	var routes []*Route
 	names := make([]string, 0, len(cfg.Connections))
 	for n := range cfg.Connections {
@@ -61,6 +68,16 @@ func buildRoutes(cfg *conf.Config, vaults vault.Set, profiles *tlsprofiles.Set, 
 		}
 		if prof != nil && prof.DefaultPort != 0 {
 			r.TLSPort = fmt.Sprint(prof.DefaultPort)
+		}
+		r.Retry = upstream.NewPolicy(c.Retry)
+		if c.Via != "" {
+			if r.Via, err = clusters.Via(c.Via, c.Capabilities); err != nil {
+				return nil, fmt.Errorf("connections.%s: %w", name, err)
+			}
+			r.nodeRT = map[string]http.RoundTripper{}
+			for _, n := range r.Via.Nodes() {
+				r.nodeRT[n.Cluster] = profiles.Node(clusters.Cluster(n.Cluster).Profile, c.Timeout.D)
+			}
 		}
 		if c.Credential != "" {
 			scopes := cfg.Credentials[c.Credential].Scopes

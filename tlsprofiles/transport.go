@@ -34,12 +34,27 @@ type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 // come back as *neterr.ConnectError, so callers can tell "nothing was sent"
 // from a failure after the request went out.
 func NewTransport(p *Profile, dial DialFunc) *http.Transport {
+	return newTransport(p, dial, []string{"h2", "http/1.1"})
+}
+
+// NewNodeTransport returns a transport to HTTP forward proxies (agent
+// nodes): TLS with the profile (its client certificate is the gateway's
+// identity), HTTP/1.1 only, since proxy requests carry absolute URIs,
+// which HTTP/2 cannot.
+func NewNodeTransport(p *Profile) *http.Transport {
+	t := newTransport(p, nil, []string{"http/1.1"})
+	t.ForceAttemptHTTP2 = false
+	t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	return t
+}
+
+func newTransport(p *Profile, dial DialFunc, protos []string) *http.Transport {
 	if dial == nil {
 		dial = (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext
 	}
 	cfg := p.ClientConfig()
 	if len(cfg.NextProtos) == 0 {
-		cfg.NextProtos = []string{"h2", "http/1.1"}
+		cfg.NextProtos = protos
 	}
 	c := connector{dial: dial, tls: cfg}
 	return &http.Transport{
@@ -146,6 +161,7 @@ type Set struct {
 type upstreamKey struct {
 	profile string
 	timeout time.Duration
+	node    bool // a transport to agent nodes
 }
 
 // NewSet returns an empty set (its default transport uses system trust).
@@ -205,11 +221,29 @@ func (s *Set) Transport(name string) *Transport {
 func (s *Set) Upstream(name string, timeout time.Duration) *Transport {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := upstreamKey{name, timeout}
+	k := upstreamKey{name, timeout, false}
 	if t, ok := s.upstream[k]; ok {
 		return t
 	}
 	base := s.Transport(name).base.Clone()
+	base.ResponseHeaderTimeout = timeout
+	t := newRotatingTransport(base)
+	s.upstream[k] = t
+	return t
+}
+
+// Node returns the profile's transport to agent nodes for requests that
+// must see response headers within timeout; like Upstream, one per
+// (profile, timeout), renewed when the profile's identity rotates.
+func (s *Set) Node(name string, timeout time.Duration) *Transport {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := upstreamKey{name, timeout, true}
+	if t, ok := s.upstream[k]; ok {
+		return t
+	}
+	p := s.profiles[name] // nil for "": system roots, no client certificate
+	base := NewNodeTransport(p)
 	base.ResponseHeaderTimeout = timeout
 	t := newRotatingTransport(base)
 	s.upstream[k] = t
