@@ -164,6 +164,77 @@ func interleave(t *testing.T, n int, senders []string, send func(who string, i i
 	return failed.Load()
 }
 
+// docRecipe returns the code block that follows <!-- recipe: name --> in doc.
+func docRecipe(t *testing.T, doc, name string) string {
+	t.Helper()
+	text, err := os.ReadFile(filepath.Join("..", "docs", doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(text), "<!-- recipe: "+name+" -->\n")
+	if fence, _, _ := strings.Cut(after, "\n"); !ok || !strings.HasPrefix(strings.TrimSpace(fence), "```") {
+		t.Fatalf("docs/%s has no recipe %q (a code block right after the marker)", doc, name)
+	}
+	_, after, _ = strings.Cut(after, "\n")
+	block, _, ok := strings.Cut(after, "```")
+	if !ok {
+		t.Fatalf("docs/%s: recipe %q has no end", doc, name)
+	}
+	return block
+}
+
+// TestWaysReverseListenerNodeFetchAndCurl: an app that cannot use a proxy
+// changes its base URL. Node's built-in fetch (no proxy support) and curl,
+// running the recipes of docs/reverse.md, call the reverse listener; the
+// upstream gets a live token the IdP issued, at url's base path, over TLS.
+func TestWaysReverseListenerNodeFetchAndCurl(t *testing.T) {
+	idp := startIdP(t, 300, "opaque")
+	up := startUpstream(t)
+	up.Handle(introspecting(idp))
+	a := startAuthgress(t, twoCredentials(idp.TokenURL())+reverseConn("orders", "https://"+up.Addr+"/api/", "reader"))
+	base := "http://" + a.reverseAddr("orders")
+	swap := strings.NewReplacer("http://127.0.0.1:8081", base).Replace
+
+	for _, name := range []string{"reverse-node", "reverse-curl"} {
+		before := len(up.Auths())
+		script := swap(docRecipe(t, "reverse.md", name))
+		var cmd *exec.Cmd
+		if name == "reverse-node" {
+			cmd = exec.Command("/usr/bin/node", "-e", script) // Debian's node: fetch is built in
+		} else {
+			cmd = exec.Command("sh", "-ec", script)
+		}
+		cmd.Env = clientEnv() // no proxy variables: nothing but the base URL points at authgress
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", name, err, out)
+		}
+		// introspecting answers 401 unless the IdP says the token is live
+		if !strings.Contains(string(out), "GET /api/orders?status=open 0") {
+			t.Fatalf("%s: the API's answer is missing:\n%s", name, out)
+		}
+		if name == "reverse-node" && !strings.HasPrefix(string(out), "200 ") {
+			t.Fatalf("%s: %s", name, out)
+		}
+		auths := up.Auths()
+		if len(auths) != before+1 || !strings.HasPrefix(auths[len(auths)-1], "Bearer ") {
+			t.Fatalf("%s: the upstream saw %v", name, auths[before:])
+		}
+		tok := strings.TrimPrefix(auths[len(auths)-1], "Bearer ")
+		if active, client, scope := idp.Introspect(tok); !active || client != "proxy-client" || scope != "api:read" {
+			t.Fatalf("%s: token active=%v client=%q scope=%q", name, active, client, scope)
+		}
+		if strings.Contains(string(out), tok) {
+			t.Fatalf("%s: the client saw the token", name)
+		}
+		t.Logf("%s: %s", name, strings.TrimSpace(string(out)))
+	}
+	l := a.WaitLog(func(l map[string]any) bool { return l["msg"] == "request" && l["connection"] == "orders" })
+	if l["reason"] != "reverse listener" || l["status"] != float64(200) {
+		t.Fatalf("access line: %v", l)
+	}
+}
+
 // TestWaysTwoReverseListenersOneUpstream: two reverse listeners in front
 // of the same API with different credentials (different client ids and
 // scopes). 100 requests on each, interleaved and concurrent: every request
