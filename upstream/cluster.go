@@ -246,4 +246,3 @@ func drained(resp *http.Response, err error) error {
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 	return resp.Body.Close()
 }
-
