@@ -66,6 +66,7 @@ const (
 	ReasonNotAdmitted       = "matched: client not admitted"
 	ReasonReverse           = "reverse listener"
 	ReasonGone              = "reverse listener: connection removed"
+	ReasonHealth            = "health check"
 )
 
 func deny(reason string, f *Failure) Decision {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -81,6 +82,14 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, reverse string) 
 	defer h.finish(x, r)
 
 	pin, _ := r.Context().Value(tunnelKey{}).(*tunnelTarget)
+	if pin == nil && reverse == "" && r.Method == http.MethodGet && r.URL.Path == "/healthz" && !r.URL.IsAbs() {
+		// A gateway's health check of this agent (health_url = "/healthz"):
+		// origin form, so never a proxy request.
+		x.d = Decision{Reason: ReasonHealth}
+		x.sw.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(&x.sw, "ok\n")
+		return
+	}
 	var client Client
 	switch {
 	case pin != nil:
