@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/authgress/authgress/vault"
 )
 
 func TestBasicAuthVector(t *testing.T) {
@@ -164,5 +166,25 @@ func TestJSONErrorLabelledTextPlain(t *testing.T) {
 	var te *Error
 	if !errors.As(err, &te) || te.Code != "invalid_client" || te.Description != "bad secret" {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestNoTokenRequestWithoutAClientID: an env vault with only
+// X_CLIENT_SECRET set used to send an empty client id (the IdP answered
+// invalid_client). The fetch now fails at the vault, naming the variable,
+// and nothing is sent.
+func TestNoTokenRequestWithoutAClientID(t *testing.T) {
+	t.Setenv("AGT_HALF_CLIENT_SECRET", "s3cret-value")
+	requests := 0
+	srv := server(t, 200, "application/json", `{"access_token":"x","token_type":"Bearer"}`, nil)
+	srv.Config.Handler = httpHandler(func(string) (int, string) {
+		requests++
+		return 200, `{"access_token":"x","token_type":"Bearer"}`
+	})
+	secrets := vault.NewCached("environment", vault.NewEnv("environment"), time.Minute, 0, time.Second)
+	src := ClientCredentials(NewClient(srv.Client().Transport), secrets, "agt_half", Request{TokenURL: srv.URL, DefaultTTL: time.Minute})
+	_, err := src(context.Background())
+	if !errors.Is(err, vault.ErrNotFound) || !strings.Contains(err.Error(), "environment variable AGT_HALF_CLIENT_ID is not set") || requests != 0 {
+		t.Fatalf("err %v, %d token requests", err, requests)
 	}
 }

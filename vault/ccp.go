@@ -119,6 +119,9 @@ func (c *CCP) get(ctx context.Context, u, id string) (Secret, error) {
 			return Secret{}, &Error{Vault: c.name, ID: id, Kind: ErrNotFound, Msg: "the CCP returned the account with an empty Content (password)"}
 		}
 		s := Secret{ClientID: r.UserName, ClientSecret: r.Content}
+		if r.UserName == "" {
+			s.noClientID = &Error{Vault: c.name, ID: id, Kind: ErrNotFound, Msg: "the CCP returned the account with an empty UserName (the client id)"}
+		}
 		if truthy(r.PasswordChangeInProcess) {
 			s.cacheFor = passwordChangeTTL // use it, but read it again soon
 		}

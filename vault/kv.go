@@ -106,7 +106,11 @@ func (k *KV) read(ctx context.Context, id string, retryAuth bool) (Secret, error
 		if !ok || sec == "" {
 			return Secret{}, k.fail(id, ErrNotFound, fmt.Sprintf("the secret at %s/%s has no non-empty string field %q", k.mount, id, k.secretField), nil)
 		}
-		return Secret{ClientID: cid, ClientSecret: sec}, nil
+		s := Secret{ClientID: cid, ClientSecret: sec}
+		if cid == "" {
+			s.noClientID = k.fail(id, ErrNotFound, fmt.Sprintf("the secret at %s/%s has no non-empty string field %q (the client id)", k.mount, id, k.idField), nil)
+		}
+		return s, nil
 	case status == http.StatusForbidden && retryAuth && k.token == nil:
 		k.dropLogin() // the AppRole token may have been revoked or expired: log in again once
 		return k.read(ctx, id, false)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/authgress/authgress/conf"
 	"github.com/authgress/authgress/tokencache"
+	"github.com/authgress/authgress/vault"
 )
 
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
@@ -20,7 +21,8 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return exitProblem
 	}
-	for _, p := range probs {
+	envProbs := vault.CheckEnv(cfg) // env-vault credentials whose variables are missing
+	for _, p := range append(probs, envProbs...) {
 		fmt.Fprintln(stderr, p.String())
 	}
 	// Build the runtime without listening: this loads trust files and
@@ -30,6 +32,10 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	rt, err := build(ctx, cfg, slog.New(slog.DiscardHandler), tokencache.New(nil), false)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: error: %v\n", path, err)
+		return exitProblem
+	}
+	if len(envProbs) > 0 {
+		fmt.Fprintf(stderr, "%s: %d error(s)\n", path, len(envProbs))
 		return exitProblem
 	}
 	fmt.Fprintf(stdout, "%s: ok (%d connections, %d credentials, %d vaults, %d profiles)\n",
