@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/authgress/authgress/conf"
@@ -219,40 +220,47 @@ func TestEnvBackend(t *testing.T) {
 type countingBackend struct {
 	calls atomic.Int64
 	fail  atomic.Bool
-	delay time.Duration
+	gate  chan struct{} // if set, a lookup waits until it is closed
 }
 
 func (b *countingBackend) Lookup(ctx context.Context, id string) (Secret, error) {
 	b.calls.Add(1)
-	time.Sleep(b.delay)
+	if b.gate != nil {
+		<-b.gate
+	}
 	if b.fail.Load() {
 		return Secret{}, &Error{Vault: "v", ID: id, Kind: ErrUnavailable, Msg: "down"}
 	}
 	return Secret{ClientID: "id", ClientSecret: fmt.Sprint("secret-", b.calls.Load())}, nil
 }
 
+// TestCacheSharesLookupsAndExpires: the backend lookup does not finish until
+// all 50 callers are provably waiting on it (synctest.Wait).
 func TestCacheSharesLookupsAndExpires(t *testing.T) {
-	b := &countingBackend{delay: 20 * time.Millisecond}
-	c := NewCached("v", b, time.Minute, 0, time.Second)
-	now := time.Now()
-	c.now = func() time.Time { return now }
-	var wg sync.WaitGroup
-	for i := 0; i < 50; i++ {
-		wg.Add(1)
-		go func() { defer wg.Done(); _, _ = c.Get(context.Background(), "x") }()
-	}
-	wg.Wait()
-	if n := b.calls.Load(); n != 1 {
-		t.Fatalf("50 concurrent lookups made %d backend calls", n)
-	}
-	now = now.Add(2 * time.Minute)
-	if s, _ := c.Get(context.Background(), "x"); s.ClientSecret != "secret-2" || b.calls.Load() != 2 {
-		t.Fatalf("expired entry not refetched: %d", b.calls.Load())
-	}
-	c.Invalidate("x")
-	if _, _ = c.Get(context.Background(), "x"); b.calls.Load() != 3 {
-		t.Fatalf("invalidate did not force a lookup")
-	}
+	synctest.Test(t, func(t *testing.T) {
+		b := &countingBackend{gate: make(chan struct{})}
+		c := NewCached("v", b, time.Minute, 0, time.Second)
+		var wg sync.WaitGroup
+		var done atomic.Int64
+		for i := 0; i < 50; i++ {
+			wg.Add(1)
+			go func() { defer wg.Done(); _, _ = c.Get(context.Background(), "x"); done.Add(1) }()
+		}
+		synctest.Wait()
+		if n := b.calls.Load(); n != 1 || done.Load() != 0 {
+			t.Fatalf("50 concurrent lookups made %d backend calls (%d returned before it ended)", n, done.Load())
+		}
+		close(b.gate)
+		wg.Wait()
+		time.Sleep(2 * time.Minute) // the bubble's clock: past cache_ttl
+		if s, _ := c.Get(context.Background(), "x"); s.ClientSecret != "secret-2" || b.calls.Load() != 2 {
+			t.Fatalf("expired entry not refetched: %d", b.calls.Load())
+		}
+		c.Invalidate("x")
+		if _, _ = c.Get(context.Background(), "x"); b.calls.Load() != 3 {
+			t.Fatalf("invalidate did not force a lookup")
+		}
+	})
 }
 
 func TestCacheMaxStale(t *testing.T) {
