@@ -119,9 +119,9 @@ func (p *Pipeline) Serve(req *http.Request, info *reqInfo) *http.Response {
 		return resp
 	}
 	// The upstream rejected the token: drop exactly that token, get a fresh
-	// one, and send the request once more if its body was kept.
-	route.Token.Invalidate(tok)
-	if !replayable {
+	// one, and send the request once more if its body was kept (unless forced
+	// refreshes are throttled: then the 401 goes to the client).
+	if !route.Token.Invalidate(tok) || !replayable {
 		return resp
 	}
 	drain(resp.Body)

@@ -196,6 +196,57 @@ func TestInvalidateOnlyTheUsedToken(t *testing.T) {
 	}
 }
 
+// TestForcedRefreshAtMostOncePerInterval: an upstream that answers 401 to
+// every token cannot drive unbounded token requests. Invalidate drops the
+// token (a refresh follows) at most once per min refresh interval; meanwhile
+// it keeps the token and says no.
+func TestForcedRefreshAtMostOncePerInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeSource{lifetime: time.Hour}
+		s := newSlot(f)
+		ctx := context.Background()
+		tok1, _ := s.Get(ctx)
+		if !s.Invalidate(tok1) {
+			t.Fatal("the first forced refresh was refused")
+		}
+		tok2, _ := s.Get(ctx)
+		if tok2 == tok1 || f.calls.Load() != 2 {
+			t.Fatalf("no fresh token after Invalidate: calls %d", f.calls.Load())
+		}
+		for i := 0; i < 100; i++ {
+			if s.Invalidate(tok2) {
+				t.Fatalf("forced refresh %d allowed within the interval", i+2)
+			}
+			if cur, _ := s.Get(ctx); cur != tok2 {
+				t.Fatal("a throttled Invalidate dropped the token")
+			}
+		}
+		// A late 401 for the older token: the newer one is kept, and a retry
+		// with it is fine (no fetch).
+		if !s.Invalidate(tok1) || f.calls.Load() != 2 {
+			t.Fatalf("stale Invalidate: calls %d", f.calls.Load())
+		}
+		time.Sleep(DefaultMinRefreshInterval - time.Millisecond)
+		if s.Invalidate(tok2) {
+			t.Fatal("forced refresh allowed before the interval ended")
+		}
+		time.Sleep(time.Millisecond)
+		if !s.Invalidate(tok2) {
+			t.Fatal("forced refresh refused after the interval")
+		}
+		if tok3, _ := s.Get(ctx); tok3 == tok2 || f.calls.Load() != 3 {
+			t.Fatalf("calls %d", f.calls.Load())
+		}
+
+		s.SetMinRefreshInterval(time.Second) // the credential's min_refresh_interval
+		time.Sleep(time.Second)
+		tok4, _ := s.Get(ctx)
+		if !s.Invalidate(tok4) {
+			t.Fatal("min refresh interval not applied")
+		}
+	})
+}
+
 type rotatingSecrets struct {
 	secret      string
 	invalidated int

@@ -41,6 +41,9 @@ func build(ctx context.Context, cfg *conf.Config, log *slog.Logger, tokens *toke
 	rt := &runtimeSet{cfg: cfg, loadedAt: time.Now(), proxy: p, profiles: profiles, vaults: vaults, stop: func() {}}
 	seen := map[*tokencache.Slot]bool{}
 	for _, r := range p.Routes {
+		if r.Token != nil {
+			r.Token.SetMinRefreshInterval(cfg.Credentials[r.Credential].MinRefreshInterval.D)
+		}
 		if r.Token != nil && cfg.Credentials[r.Credential].Prefetch && !seen[r.Token] {
 			seen[r.Token] = true
 			rt.prefetch = append(rt.prefetch, r.Token)
