@@ -80,8 +80,14 @@ func (c *Client) Fetch(ctx context.Context, r Request) (*Token, error) {
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
+	// The secret in the forms the endpoint could echo back: as it is, as
+	// sent in the form body, and inside the Basic credentials.
+	safetext.Register(r.ClientSecret)
+	safetext.Register(url.QueryEscape(r.ClientSecret))
 	if r.Send != "body" {
-		req.Header.Set("Authorization", basicAuth(r.ClientID, r.ClientSecret))
+		auth := basicAuth(r.ClientID, r.ClientSecret)
+		safetext.Register(strings.TrimPrefix(auth, "Basic "))
+		req.Header.Set("Authorization", auth)
 	}
 	sent := c.Now()
 	resp, err := c.HTTP.Do(req)
@@ -110,13 +116,14 @@ type tokenResponse struct {
 
 func parseResponse(resp *http.Response, body []byte, sent time.Time, defTTL time.Duration) (*Token, error) {
 	tr, perr := decodeBody(resp.Header.Get("Content-Type"), body)
+	safetext.Register(tr.AccessToken) // before any of the response's text is used
 	status := resp.StatusCode
 	if tr.Error != "" {
 		kind := Rejected
 		if tr.Error == "server_error" || tr.Error == "temporarily_unavailable" || status >= 500 {
 			kind = Unavailable
 		}
-		return nil, &Error{Kind: kind, Code: safetext.Clip(tr.Error, 64), Description: safetext.Clip(tr.ErrorDescription, 200), Status: status, Msg: "the token endpoint refused the request"}
+		return nil, &Error{Kind: kind, Code: safetext.Clean(tr.Error, 64), Description: safetext.Clean(tr.ErrorDescription, 200), Status: status, Msg: "the token endpoint refused the request"}
 	}
 	if status < 200 || status > 299 {
 		switch {
@@ -134,7 +141,7 @@ func parseResponse(resp *http.Response, body []byte, sent time.Time, defTTL time
 		return nil, &Error{Kind: Unavailable, Status: status, Msg: "the token response has no access_token"}
 	}
 	if tr.TokenType != "" && !strings.EqualFold(tr.TokenType, "bearer") {
-		return nil, &Error{Kind: UnsupportedType, Status: status, Msg: "the token endpoint issued a " + safetext.Clip(tr.TokenType, 32) + " token; only Bearer tokens are supported"}
+		return nil, &Error{Kind: UnsupportedType, Status: status, Msg: "the token endpoint issued a " + safetext.Clean(tr.TokenType, 32) + " token; only Bearer tokens are supported"}
 	}
 	lifetime := defTTL
 	if tr.ExpiresIn != "" {

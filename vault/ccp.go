@@ -161,8 +161,8 @@ var (
 )
 
 func (c *CCP) classify(status int, r ccpResponse, jsonErr error, id string) error {
-	e := &Error{Vault: c.name, ID: id, Code: safetext.Clip(r.ErrorCode, 16)}
-	detail := safetext.Clip(r.ErrorMsg, 200)
+	e := &Error{Vault: c.name, ID: id, Code: safetext.Clean(r.ErrorCode, 16)}
+	detail := safetext.Clean(r.ErrorMsg, 200)
 	switch {
 	case e.Code != "":
 		if why, ok := ccpTransient[e.Code]; ok {
@@ -190,7 +190,7 @@ func (c *CCP) classify(status int, r ccpResponse, jsonErr error, id string) erro
 	case status >= 500 || status == http.StatusTooManyRequests:
 		e.Kind, e.Msg = ErrUnavailable, fmt.Sprintf("the CCP failed (HTTP %d)", status)
 		if r.Message != "" {
-			e.Msg += ": " + safetext.Clip(r.Message, 200)
+			e.Msg += ": " + safetext.Clean(r.Message, 200)
 		}
 	case status >= 300 && status < 400:
 		e.Kind, e.Msg = ErrUnavailable, fmt.Sprintf("the CCP answered with a redirect (HTTP %d), which is not followed: check the vault url", status)
@@ -199,7 +199,7 @@ func (c *CCP) classify(status int, r ccpResponse, jsonErr error, id string) erro
 	default:
 		e.Kind, e.Msg = ErrNotFound, fmt.Sprintf("the CCP refused the request (HTTP %d)", status)
 		if r.Message != "" {
-			e.Msg += ": " + safetext.Clip(r.Message, 200)
+			e.Msg += ": " + safetext.Clean(r.Message, 200)
 		}
 	}
 	return e

@@ -139,7 +139,7 @@ func vaultErrors(errs []string) string {
 	if len(errs) == 0 {
 		return ""
 	}
-	return ": " + safetext.Clip(strings.Join(errs, "; "), 200)
+	return ": " + safetext.Clean(strings.Join(errs, "; "), 200)
 }
 
 // do sends one request to Vault and reads the capped body.
@@ -211,6 +211,7 @@ type authResponse struct {
 func (k *KV) setLease(a *authResponse, now time.Time) {
 	lease := time.Duration(a.Auth.LeaseDuration) * time.Second
 	k.login, k.renew = a.Auth.ClientToken, a.Auth.Renewable
+	safetext.Register(k.login)
 	if lease <= 0 { // a token without expiry
 		k.renewAt, k.leaseEnd = now.Add(100*365*24*time.Hour), now.Add(100*365*24*time.Hour)
 		return

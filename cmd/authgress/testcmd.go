@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/authgress/authgress/internal/safetext"
 	"github.com/authgress/authgress/proxy"
 	"github.com/authgress/authgress/tokencache"
 )
@@ -94,7 +95,7 @@ func cmdTest(args []string, stdout, stderr io.Writer) int {
 	if matched != name {
 		fmt.Fprintf(stdout, "note        the request matched connection %q, not %q (a more specific pattern or path wins)\n", matched, name)
 	}
-	fmt.Fprintf(stdout, "upstream    %s (%s, %s, %d bytes)\n", resp.Status, time.Since(start).Round(time.Millisecond), resp.Header.Get("Content-Type"), len(body))
+	fmt.Fprintf(stdout, "upstream    %s (%s, %s, %d bytes)\n", safetext.Clean(resp.Status, 200), time.Since(start).Round(time.Millisecond), safetext.Clean(resp.Header.Get("Content-Type"), 200), len(body))
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
 		fmt.Fprintln(stdout, "result      the upstream refused the request: check the credential's scopes, params (audience) and the API's permissions")
