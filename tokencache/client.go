@@ -116,7 +116,6 @@ type tokenResponse struct {
 
 func parseResponse(resp *http.Response, body []byte, sent time.Time, defTTL time.Duration) (*Token, error) {
 	tr, perr := decodeBody(resp.Header.Get("Content-Type"), body)
-	safetext.Register(tr.AccessToken) // before any of the response's text is used
 	status := resp.StatusCode
 	if tr.Error != "" {
 		kind := Rejected
@@ -140,6 +139,9 @@ func parseResponse(resp *http.Response, body []byte, sent time.Time, defTTL time
 	if tr.AccessToken == "" {
 		return nil, &Error{Kind: Unavailable, Status: status, Msg: "the token response has no access_token"}
 	}
+	if !headerSafe(tr.AccessToken) {
+		return nil, &Error{Kind: Unavailable, Status: status, Msg: "the token response's access_token has spaces, control or non-ASCII characters, which cannot be sent in an Authorization header"}
+	}
 	if tr.TokenType != "" && !strings.EqualFold(tr.TokenType, "bearer") {
 		return nil, &Error{Kind: UnsupportedType, Status: status, Msg: "the token endpoint issued a " + safetext.Clean(tr.TokenType, 32) + " token; only Bearer tokens are supported"}
 	}
@@ -149,8 +151,10 @@ func parseResponse(resp *http.Response, body []byte, sent time.Time, defTTL time
 		if err != nil {
 			return nil, &Error{Kind: Unavailable, Status: status, Msg: "the token response has an invalid expires_in"}
 		}
-		if secs > 0 {
-			lifetime = time.Duration(min(secs, 365*24*3600) * float64(time.Second))
+		// A lifetime that is zero, or rounds to zero (under a nanosecond), is
+		// taken as no expires_in.
+		if d := time.Duration(min(secs, 365*24*3600) * float64(time.Second)); secs > 0 && d > 0 {
+			lifetime = d
 		}
 	}
 	t := &Token{Value: tr.AccessToken, Type: tr.TokenType, Scope: tr.Scope}
@@ -158,7 +162,19 @@ func parseResponse(resp *http.Response, body []byte, sent time.Time, defTTL time
 		t.Type = "Bearer"
 	}
 	t.schedule(sent, lifetime, rand.Float64())
+	safetext.Register(t.Value) // redacted from whatever a server says later
 	return t, nil
+}
+
+// headerSafe reports whether tok is visible ASCII only, so that "Bearer "+tok
+// is one well-formed header value (RFC 6750's b64token is a subset).
+func headerSafe(tok string) bool {
+	for i := 0; i < len(tok); i++ {
+		if tok[i] <= ' ' || tok[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 func decodeBody(contentType string, body []byte) (tokenResponse, error) {

@@ -112,9 +112,15 @@ func (c *CCP) get(ctx context.Context, u, id string) (Secret, error) {
 	if len(body) > MaxResponse {
 		return Secret{}, &Error{Vault: c.name, ID: id, Kind: ErrUnavailable, Msg: "the CCP response is larger than 1 MiB"}
 	}
+	return c.parse(resp.StatusCode, body, id)
+}
+
+// parse turns a CCP answer (its HTTP status and body) into the account's
+// secret or a classified error.
+func (c *CCP) parse(status int, body []byte, id string) (Secret, error) {
 	var r ccpResponse
 	jsonErr := json.Unmarshal(body, &r)
-	if resp.StatusCode == http.StatusOK && jsonErr == nil && r.ErrorCode == "" {
+	if status == http.StatusOK && jsonErr == nil && r.ErrorCode == "" {
 		if r.Content == "" {
 			return Secret{}, &Error{Vault: c.name, ID: id, Kind: ErrNotFound, Msg: "the CCP returned the account with an empty Content (password)"}
 		}
@@ -127,7 +133,7 @@ func (c *CCP) get(ctx context.Context, u, id string) (Secret, error) {
 		}
 		return s, nil
 	}
-	return Secret{}, c.classify(resp.StatusCode, r, jsonErr, id)
+	return Secret{}, c.classify(status, r, jsonErr, id)
 }
 
 // passwordChangeTTL is how long a secret read while CyberArk reports a
