@@ -124,6 +124,9 @@ type Credential struct {
 	DefaultTTL Duration          `toml:"default_ttl"`
 	Timeout    Duration          `toml:"timeout"`
 	Prefetch   bool              `toml:"prefetch"`
+	// MinRefreshInterval bounds forced refreshes (after an upstream 401) to
+	// one per interval.
+	MinRefreshInterval Duration `toml:"min_refresh_interval"`
 }
 
 // Profile is a protocol profile: trust anchors, SNI, TLS version, client identity.

@@ -28,6 +28,7 @@ const (
 	DefaultCacheTTL          = 5 * time.Minute
 	DefaultTokenTTL          = 5 * time.Minute
 	DefaultTokenTimeout      = 10 * time.Second
+	DefaultMinRefresh        = 10 * time.Second
 	DefaultUpstreamTimeout   = 30 * time.Second
 	DefaultLeafCacheSize     = 10000
 	DefaultLeafTTL           = 24 * time.Hour
@@ -377,6 +378,10 @@ func (v *validator) credential(name string, c *Credential) {
 	}
 	if c.Timeout.D <= 0 {
 		v.r.errorf(p+".timeout", "must be greater than zero")
+	}
+	v.duration(p+".min_refresh_interval", &c.MinRefreshInterval, DefaultMinRefresh)
+	if c.MinRefreshInterval.D <= 0 {
+		v.r.errorf(p+".min_refresh_interval", "must be greater than zero")
 	}
 }
 

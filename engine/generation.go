@@ -56,6 +56,9 @@ func (e *Engine) build(ctx context.Context, cfg *conf.Config) (*generation, erro
 	}
 	seen := map[*tokencache.Slot]bool{}
 	for _, r := range p.Routes {
+		if r.Token != nil {
+			r.Token.SetMinRefreshInterval(cfg.Credentials[r.Credential].MinRefreshInterval.D)
+		}
 		if r.Token != nil && cfg.Credentials[r.Credential].Prefetch && !seen[r.Token] {
 			seen[r.Token] = true
 			g.prefetch = append(g.prefetch, r.Token)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -48,6 +49,7 @@ func newIDP(t testing.TB) *idp {
 
 // apiServer is a TLS server whose handler tests replace.
 type apiServer struct {
+	conns atomic.Int64 // connections accepted
 	*httptest.Server
 	caFile  string
 	handler atomic.Value // http.HandlerFunc
@@ -56,9 +58,15 @@ type apiServer struct {
 func newUpstream(t *testing.T) *apiServer {
 	u := &apiServer{}
 	u.handler.Store(http.HandlerFunc(echo))
-	u.Server = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	u.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.handler.Load().(http.HandlerFunc)(w, r)
 	}))
+	u.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			u.conns.Add(1)
+		}
+	}
+	u.StartTLS()
 	t.Cleanup(u.Close)
 	u.caFile = filepath.Join(t.TempDir(), "ca.pem")
 	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: u.Certificate().Raw})

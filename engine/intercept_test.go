@@ -56,12 +56,6 @@ func httpsClient(proxyURL string, roots *x509.CertPool, dials *atomic.Int64) *ht
 
 func TestInterceptInjectsOverOneKeptAliveTunnel(t *testing.T) {
 	up, i := newUpstream(t), newIDP(t)
-	var upConns atomic.Int64
-	up.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			upConns.Add(1)
-		}
-	}
 	text, roots := interceptConfig(t, "")
 	h := newHarness(t, text, up, i)
 	var dials atomic.Int64
@@ -82,7 +76,7 @@ func TestInterceptInjectsOverOneKeptAliveTunnel(t *testing.T) {
 	if d := dials.Load(); d != 1 {
 		t.Errorf("100 requests opened %d connections to the proxy, want 1 (one CONNECT, one client TLS handshake)", d)
 	}
-	if u := upConns.Load(); u != 1 {
+	if u := up.conns.Load(); u != 1 {
 		t.Errorf("100 requests opened %d upstream connections, want 1", u)
 	}
 	if f := i.fetches.Load(); f != 1 {

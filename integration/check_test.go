@@ -71,7 +71,52 @@ hosts = ["other.example.com"]
 	}
 }
 
+// TestCheckReportsMissingEnvVariables: check fails, one error per missing
+// variable, for a credential read from an env vault (at run time its token
+// fetch would fail).
+func TestCheckReportsMissingEnvVariables(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "env.toml")
+	text := `[vaults.environment]
+type = "env"
+
+[credentials.graph]
+vault = "environment"
+id = "AGIT_GRAPH"
+token_url = "https://login.example.com/token"
+
+[credentials.partner]
+vault = "environment"
+id = "AGIT_PARTNER"
+token_url = "https://login.example.com/token"
+
+[connections.graph]
+hosts = ["graph.example.com"]
+credential = "graph"
+
+[connections.partner]
+hosts = ["partner.example.com"]
+credential = "partner"
+`
+	_ = os.WriteFile(path, []byte(text), 0o600)
+	t.Setenv("AGIT_GRAPH_CLIENT_SECRET", "s3cret-value")
+	t.Setenv("AGIT_PARTNER_CLIENT_ID", "partner-client")
+	t.Setenv("AGIT_PARTNER_CLIENT_SECRET", "s3cret-value")
+	code, out := runCheck(t, path)
+	want := `env.toml: error: credentials.graph.id: credential "graph" (env vault "environment"): environment variable AGIT_GRAPH_CLIENT_ID is not set`
+	if code != 1 || !strings.Contains(out, want) || strings.Count(out, "error:") != 1 || strings.Contains(out, "s3cret") {
+		t.Fatalf("exit %d, want 1 and %q:\n%s", code, want, out)
+	}
+	t.Setenv("AGIT_GRAPH_CLIENT_ID", "graph-client")
+	if code, out := runCheck(t, path); code != 0 {
+		t.Fatalf("all variables set: exit %d\n%s", code, out)
+	}
+}
+
 func TestExampleConfigsPassCheck(t *testing.T) {
+	// examples/authgress.toml reads credential graph from an env vault.
+	t.Setenv("GRAPH_CLIENT_ID", "graph-client")
+	t.Setenv("GRAPH_CLIENT_SECRET", "not-a-real-secret")
 	files, _ := filepath.Glob("../examples/*.toml")
 	more, _ := filepath.Glob("../examples/*/authgress.toml")
 	files = append(files, more...)

@@ -113,3 +113,18 @@ func npmInstall(name string, pkgs ...string) (string, error) {
 	}
 	return dir, nil
 }
+
+// requireAll is the environment variable that makes a missing test tool an
+// error instead of a reason to skip: scripts/test (and so CI) sets it.
+const requireAll = "AUTHGRESS_IT_REQUIRE_ALL"
+
+// needed ends a test that cannot run because something it needs is not
+// installed: it is skipped with the reason, or fails when requireAll is set.
+func needed(t testing.TB, reason string) {
+	t.Helper()
+	if os.Getenv(requireAll) != "" {
+		t.Fatalf("%s (%s is set: the full suite must run)", reason, requireAll)
+		return
+	}
+	t.Skipf("skipped: %s (set %s=1 to make this a failure)", reason, requireAll)
+}

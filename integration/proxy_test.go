@@ -224,6 +224,55 @@ func TestReplayOnceAfterUpstream401(t *testing.T) {
 	}
 }
 
+// TestUpstream401StormIsThrottled: an upstream that answers 401 to every
+// request used to force a token fetch per request. Now a forced refresh
+// happens at most once per min_refresh_interval (default 10s) and meanwhile
+// the 401 goes to the client.
+func TestUpstream401StormIsThrottled(t *testing.T) {
+	idp := startIdP(t, 300, "opaque")
+	reject := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		w.WriteHeader(http.StatusUnauthorized)
+	}
+	for _, tc := range []struct {
+		extra    string
+		interval time.Duration
+		requests int
+	}{{"", 10 * time.Second, 30}, {"min_refresh_interval = \"1s\"\n", time.Second, 5}} {
+		count := countTokenRequests(t, idp)
+		up := startUpstream(t)
+		up.Handle(reject)
+		cfg := strings.Replace(config(count.TokenURL(), up.Addr, ""), "scopes = [\"api:read\"]\n", "scopes = [\"api:read\"]\n"+tc.extra, 1)
+		a := startAuthgress(t, cfg)
+		start := time.Now()
+		for i := 0; i < tc.requests; i++ {
+			if resp, body := a.Get("http://" + up.Addr + "/"); resp.StatusCode != 401 {
+				t.Fatalf("request %d: %d %s", i, resp.StatusCode, body)
+			}
+		}
+		// The first token, and one forced refresh after the first 401 (one
+		// more per interval, should the requests take longer than that).
+		want := 2 + int64(time.Since(start)/tc.interval)
+		n := count.n.Load()
+		if n > want {
+			t.Fatalf("min_refresh_interval %v: %d requests answered 401 caused %d token requests, want at most %d", tc.interval, tc.requests, n, want)
+		}
+		// Only a request that forced a refresh is replayed; the others' 401
+		// went to the client as it was.
+		if calls := up.count.Load(); calls != int64(tc.requests)+n-1 {
+			t.Fatalf("upstream saw %d requests for %d requests and %d forced refreshes", calls, tc.requests, n-1)
+		}
+		if tc.interval == time.Second {
+			before := count.n.Load()
+			time.Sleep(tc.interval + 100*time.Millisecond)
+			a.Get("http://" + up.Addr + "/")
+			if n := count.n.Load(); n != before+1 {
+				t.Fatalf("after min_refresh_interval: %d token requests, want %d", n, before+1)
+			}
+		}
+	}
+}
+
 func TestTokenEndpointOutage(t *testing.T) {
 	idp := startIdP(t, 300, "opaque")
 	up := startUpstream(t)

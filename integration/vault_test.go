@@ -25,7 +25,9 @@ type HashiVault struct {
 	out  *syncBuffer
 }
 
-func vaultBinary(t *testing.T) string {
+// vaultBinary returns the Vault server binary. Without it the test is
+// skipped, or fails when the full suite is required (see needed).
+func vaultBinary(t testing.TB) string {
 	cache := os.Getenv("AUTHGRESS_IT_CACHE")
 	if cache == "" {
 		home, _ := os.UserCacheDir()
@@ -33,7 +35,7 @@ func vaultBinary(t *testing.T) string {
 	}
 	bin := filepath.Join(cache, "vault-v1.21.0", "vault")
 	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("HashiCorp Vault is not built: run scripts/install-vault (scripts/test does) — looked for %s", bin)
+		needed(t, "HashiCorp Vault is not built: run scripts/install-vault (scripts/test does) — looked for "+bin)
 	}
 	return bin
 }
@@ -255,5 +257,37 @@ func TestSecretReferencesFromVault(t *testing.T) {
 	resp, body := a.Do(req)
 	if resp.StatusCode != 200 || !strings.Contains(body, "CN=tenant-from-vault") || !strings.Contains(body, "auth=[Bearer ") {
 		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+}
+
+// recordingTB records Skipf and Fatalf instead of ending the test.
+type recordingTB struct {
+	testing.TB
+	skipped, failed string
+}
+
+func (r *recordingTB) Helper()                   {}
+func (r *recordingTB) Skipf(f string, a ...any)  { r.skipped = fmt.Sprintf(f, a...) }
+func (r *recordingTB) Fatalf(f string, a ...any) { r.failed = fmt.Sprintf(f, a...) }
+
+// TestMissingVaultBinarySkipsUnlessRequired: `go test ./...` on a machine
+// without the Vault build skips the Vault tests with the reason; with
+// AUTHGRESS_IT_REQUIRE_ALL set (scripts/test, CI) they fail.
+func TestMissingVaultBinarySkipsUnlessRequired(t *testing.T) {
+	t.Setenv("AUTHGRESS_IT_CACHE", t.TempDir()) // no Vault build in it
+	t.Setenv(requireAll, "")
+	skipped := false
+	t.Run("without the full suite", func(t *testing.T) {
+		defer func() { skipped = t.Skipped() }()
+		startHashiVault(t)
+	})
+	if !skipped {
+		t.Fatal("a Vault test without the Vault binary was not skipped")
+	}
+	t.Setenv(requireAll, "1")
+	r := &recordingTB{TB: t}
+	vaultBinary(r)
+	if r.skipped != "" || !strings.Contains(r.failed, "scripts/install-vault") || !strings.Contains(r.failed, requireAll) {
+		t.Fatalf("with %s=1: skipped %q, failed %q", requireAll, r.skipped, r.failed)
 	}
 }

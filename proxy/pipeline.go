@@ -74,9 +74,9 @@ func (p *Pipeline) RoundTrip(req *http.Request, d *Decision, note *Note) (*http.
 		return resp, err
 	}
 	// The upstream rejected the token: drop exactly that token, get a fresh
-	// one, and send the request once more if its body was kept.
-	route.Token.Invalidate(tok)
-	if !replayable {
+	// one, and send the request once more if its body was kept (unless forced
+	// refreshes are throttled: then the 401 goes to the client).
+	if !route.Token.Invalidate(tok) || !replayable {
 		return resp, nil
 	}
 	drain(resp.Body)
@@ -111,11 +111,12 @@ func mapOnto(u, base *url.URL) {
 // retried.
 func (p *Pipeline) send(route *Route, req *http.Request, d *Decision, note *Note) (*http.Response, error) {
 	if route == nil || route.Retry == nil {
-		return p.attempt(route, req, note)
+		return p.attempt(route, req, note, nil)
 	}
 	pol, start := route.Retry, time.Now()
+	var failed []*upstream.Node // nodes whose attempt failed: a retry prefers others
 	for n := 0; ; n++ {
-		resp, err := p.attempt(route, req, note)
+		resp, err := p.attempt(route, req, note, &failed)
 		reason := retryReason(resp, err)
 		if n >= pol.Count || reason == "" || req.GetBody == nil || !pol.Retries(req.Method, statusOf(resp), errKind(err)) {
 			return resp, err
@@ -143,8 +144,10 @@ func (p *Pipeline) send(route *Route, req *http.Request, d *Decision, note *Note
 // attempt sends req once: straight to the upstream, or through a node of
 // the route's via. A node that could not be connected to (nothing sent) is
 // passed over for another, always; when none is left, the answer is 503
-// no_agent_available.
-func (p *Pipeline) attempt(route *Route, req *http.Request, note *Note) (*http.Response, error) {
+// no_agent_available. Nodes in *failed (earlier attempts of this request
+// failed on them) are used only when no other node is left; a node that
+// fails here is added.
+func (p *Pipeline) attempt(route *Route, req *http.Request, note *Note, failed *[]*upstream.Node) (*http.Response, error) {
 	if route == nil || route.Via == nil {
 		rt, timeout := p.tunnel, conf.DefaultUpstreamTimeout
 		if route != nil {
@@ -157,7 +160,13 @@ func (p *Pipeline) attempt(route *Route, req *http.Request, note *Note) (*http.R
 	var tried []*upstream.Node
 	var last *UpstreamError
 	for {
-		n := route.Via.Pick(tried)
+		n := (*upstream.Node)(nil)
+		if failed != nil && len(*failed) > 0 {
+			n = route.Via.Pick(append(tried, *failed...))
+		}
+		if n == nil {
+			n = route.Via.Pick(tried)
+		}
 		if n == nil {
 			return nil, noAgent(route, last)
 		}
@@ -165,6 +174,9 @@ func (p *Pipeline) attempt(route *Route, req *http.Request, note *Note) (*http.R
 		resp, err := n.RoundTrip(route.nodeRT[n.Cluster], req)
 		resp, err = checked(req, resp, err, "node "+n.ID(), route.Timeout)
 		var ue *UpstreamError
+		if err != nil && failed != nil {
+			*failed = append(*failed, n)
+		}
 		if !errors.As(err, &ue) || ue.Stage != StageConnect {
 			if err == nil {
 				n.Succeeded()

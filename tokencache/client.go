@@ -80,8 +80,14 @@ func (c *Client) Fetch(ctx context.Context, r Request) (*Token, error) {
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
+	// The secret in the forms the endpoint could echo back: as it is, as
+	// sent in the form body, and inside the Basic credentials.
+	safetext.Register(r.ClientSecret)
+	safetext.Register(url.QueryEscape(r.ClientSecret))
 	if r.Send != "body" {
-		req.Header.Set("Authorization", basicAuth(r.ClientID, r.ClientSecret))
+		auth := basicAuth(r.ClientID, r.ClientSecret)
+		safetext.Register(strings.TrimPrefix(auth, "Basic "))
+		req.Header.Set("Authorization", auth)
 	}
 	sent := c.Now()
 	resp, err := c.HTTP.Do(req)
@@ -116,7 +122,7 @@ func parseResponse(resp *http.Response, body []byte, sent time.Time, defTTL time
 		if tr.Error == "server_error" || tr.Error == "temporarily_unavailable" || status >= 500 {
 			kind = Unavailable
 		}
-		return nil, &Error{Kind: kind, Code: safetext.Clip(tr.Error, 64), Description: safetext.Clip(tr.ErrorDescription, 200), Status: status, Msg: "the token endpoint refused the request"}
+		return nil, &Error{Kind: kind, Code: safetext.Clean(tr.Error, 64), Description: safetext.Clean(tr.ErrorDescription, 200), Status: status, Msg: "the token endpoint refused the request"}
 	}
 	if status < 200 || status > 299 {
 		switch {
@@ -133,8 +139,11 @@ func parseResponse(resp *http.Response, body []byte, sent time.Time, defTTL time
 	if tr.AccessToken == "" {
 		return nil, &Error{Kind: Unavailable, Status: status, Msg: "the token response has no access_token"}
 	}
+	if !headerSafe(tr.AccessToken) {
+		return nil, &Error{Kind: Unavailable, Status: status, Msg: "the token response's access_token has spaces, control or non-ASCII characters, which cannot be sent in an Authorization header"}
+	}
 	if tr.TokenType != "" && !strings.EqualFold(tr.TokenType, "bearer") {
-		return nil, &Error{Kind: UnsupportedType, Status: status, Msg: "the token endpoint issued a " + safetext.Clip(tr.TokenType, 32) + " token; only Bearer tokens are supported"}
+		return nil, &Error{Kind: UnsupportedType, Status: status, Msg: "the token endpoint issued a " + safetext.Clean(tr.TokenType, 32) + " token; only Bearer tokens are supported"}
 	}
 	lifetime := defTTL
 	if tr.ExpiresIn != "" {
@@ -142,8 +151,10 @@ func parseResponse(resp *http.Response, body []byte, sent time.Time, defTTL time
 		if err != nil {
 			return nil, &Error{Kind: Unavailable, Status: status, Msg: "the token response has an invalid expires_in"}
 		}
-		if secs > 0 {
-			lifetime = time.Duration(min(secs, 365*24*3600) * float64(time.Second))
+		// A lifetime that is zero, or rounds to zero (under a nanosecond), is
+		// taken as no expires_in.
+		if d := time.Duration(min(secs, 365*24*3600) * float64(time.Second)); secs > 0 && d > 0 {
+			lifetime = d
 		}
 	}
 	t := &Token{Value: tr.AccessToken, Type: tr.TokenType, Scope: tr.Scope}
@@ -151,7 +162,19 @@ func parseResponse(resp *http.Response, body []byte, sent time.Time, defTTL time
 		t.Type = "Bearer"
 	}
 	t.schedule(sent, lifetime, rand.Float64())
+	safetext.Register(t.Value) // redacted from whatever a server says later
 	return t, nil
+}
+
+// headerSafe reports whether tok is visible ASCII only, so that "Bearer "+tok
+// is one well-formed header value (RFC 6750's b64token is a subset).
+func headerSafe(tok string) bool {
+	for i := 0; i < len(tok); i++ {
+		if tok[i] <= ' ' || tok[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 func decodeBody(contentType string, body []byte) (tokenResponse, error) {

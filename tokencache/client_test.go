@@ -2,6 +2,8 @@ package tokencache
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/authgress/authgress/vault"
 )
 
 func TestBasicAuthVector(t *testing.T) {
@@ -90,6 +94,9 @@ func TestFetchResponses(t *testing.T) {
 		{"string expires_in", "application/json", `{"access_token":"x","token_type":"Bearer","expires_in":"120"}`, 200, -1, "", 2 * time.Minute},
 		{"missing expires_in", "application/json", `{"access_token":"x","token_type":"Bearer"}`, 200, -1, "", 5 * time.Minute},
 		{"zero expires_in", "application/json", `{"access_token":"x","token_type":"Bearer","expires_in":0}`, 200, -1, "", 5 * time.Minute},
+		{"sub-nanosecond expires_in", "application/json", `{"access_token":"x","token_type":"Bearer","expires_in":"1e-10"}`, 200, -1, "", 5 * time.Minute},
+		{"space in access_token", "application/json", `{"access_token":"a b","token_type":"Bearer"}`, 200, Unavailable, "", 0},
+		{"newline in access_token", "application/json", `{"access_token":"ab\n","token_type":"Bearer"}`, 200, Unavailable, "", 0},
 		{"form encoded", "application/x-www-form-urlencoded", `access_token=x&token_type=bearer&expires_in=60`, 200, -1, "", time.Minute},
 		{"dpop", "application/json", `{"access_token":"x","token_type":"DPoP","expires_in":60}`, 200, UnsupportedType, "", 0},
 		{"200 with error", "application/json", `{"error":"invalid_scope","error_description":"nope"}`, 200, Rejected, "invalid_scope", 0},
@@ -163,6 +170,91 @@ func TestJSONErrorLabelledTextPlain(t *testing.T) {
 	_, err := fetch(t, srv, Request{ClientID: "c", ClientSecret: "s"})
 	var te *Error
 	if !errors.As(err, &te) || te.Code != "invalid_client" || te.Description != "bad secret" {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestNoTokenRequestWithoutAClientID: an env vault with only
+// X_CLIENT_SECRET set used to send an empty client id (the IdP answered
+// invalid_client). The fetch now fails at the vault, naming the variable,
+// and nothing is sent.
+func TestNoTokenRequestWithoutAClientID(t *testing.T) {
+	t.Setenv("AGT_HALF_CLIENT_SECRET", "s3cret-value")
+	requests := 0
+	srv := server(t, 200, "application/json", `{"access_token":"x","token_type":"Bearer"}`, nil)
+	srv.Config.Handler = httpHandler(func(string) (int, string) {
+		requests++
+		return 200, `{"access_token":"x","token_type":"Bearer"}`
+	})
+	secrets := vault.NewCached("environment", vault.NewEnv("environment"), time.Minute, 0, time.Second)
+	src := ClientCredentials(NewClient(srv.Client().Transport), secrets, "agt_half", Request{TokenURL: srv.URL, DefaultTTL: time.Minute})
+	_, err := src(context.Background())
+	if !errors.Is(err, vault.ErrNotFound) || !strings.Contains(err.Error(), "environment variable AGT_HALF_CLIENT_ID is not set") || requests != 0 {
+		t.Fatalf("err %v, %d token requests", err, requests)
+	}
+}
+
+// TestEchoedSecretIsRedacted: a token endpoint that echoes the client secret
+// in its error (as it was sent: raw, form-encoded in the body, or inside the
+// Basic credentials) used to get it into the error, and so into the client's
+// error body, the log, /status and CLI output.
+func TestEchoedSecretIsRedacted(t *testing.T) {
+	const secret = "canary-Secret+/=echo"
+	forms := []string{secret, url.QueryEscape(secret), strings.TrimPrefix(basicAuth("cid-echo", secret), "Basic ")}
+	for _, send := range []string{"basic", "body"} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			form, _ := url.ParseQuery(string(b))
+			got := form.Get("client_secret")
+			if send == "basic" {
+				raw, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(r.Header.Get("Authorization"), "Basic "))
+				_, enc, _ := strings.Cut(string(raw), ":")
+				got, _ = url.QueryUnescape(enc)
+			}
+			if got != secret {
+				t.Errorf("%s: the endpoint got secret %q", send, got)
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(401)
+			_ = json.NewEncoder(w).Encode(map[string]string{
+				"error":             "invalid_client:" + secret,
+				"error_description": fmt.Sprintf("client cid-echo: secret %s is wrong; auth %q body %q", got, r.Header.Get("Authorization"), b),
+			})
+		}))
+		_, err := NewClient(srv.Client().Transport).Fetch(context.Background(), Request{TokenURL: srv.URL, ClientID: "cid-echo", ClientSecret: secret, Send: send, DefaultTTL: time.Minute})
+		srv.Close()
+		var te *Error
+		if !errors.As(err, &te) || !strings.Contains(err.Error(), "cid-echo: secret [redacted] is wrong") {
+			t.Fatalf("%s: err = %v", send, err)
+		}
+		for _, f := range forms {
+			if strings.Contains(err.Error(), f) || strings.Contains(te.Code, f) {
+				t.Errorf("%s: the error shows the secret (%q): %v", send, f, err)
+			}
+		}
+	}
+}
+
+// TestEchoedTokenIsRedacted: a token the process holds is redacted from what
+// the endpoint says later.
+func TestEchoedTokenIsRedacted(t *testing.T) {
+	const token = "at-canary-token-0123456789"
+	calls := 0
+	srv := httptest.NewServer(httpHandler(func(string) (int, string) {
+		calls++
+		if calls == 1 {
+			return 200, `{"access_token":"` + token + `","token_type":"Bearer","expires_in":60}`
+		}
+		return 400, `{"error":"invalid_request","error_description":"token ` + token + ` is still valid"}`
+	}))
+	defer srv.Close()
+	c := NewClient(srv.Client().Transport)
+	r := Request{TokenURL: srv.URL, ClientID: "c", ClientSecret: "s", DefaultTTL: time.Minute}
+	if tok, err := c.Fetch(context.Background(), r); err != nil || tok.Value != token {
+		t.Fatalf("first fetch: %v", err)
+	}
+	_, err := c.Fetch(context.Background(), r)
+	if err == nil || strings.Contains(err.Error(), token) || !strings.Contains(err.Error(), "token [redacted] is still valid") {
 		t.Fatalf("err = %v", err)
 	}
 }

@@ -20,7 +20,8 @@ type Source func(ctx context.Context) (*Token, error)
 // Slot holds the token of one cache key. Get is lock-free while a fresh
 // token is cached; misses share one fetch (single flight); once a token is
 // past its refresh point, one background refresh runs while requests keep
-// using it; failures back off exponentially (1s … 30s, with jitter).
+// using it; failures back off exponentially (1s … 30s, with jitter); a
+// forced refresh (Invalidate) happens at most once per min refresh interval.
 type Slot struct {
 	Key     string
 	Name    string // the credential's name, for logs and status
@@ -39,7 +40,14 @@ type Slot struct {
 	nextTry   time.Time
 	lastErr   error
 	lastFetch time.Time
+
+	minRefresh time.Duration // at most one forced refresh per this interval
+	lastForced time.Time     // when Invalidate last dropped the token
 }
+
+// DefaultMinRefreshInterval is a new slot's minimum interval between forced
+// refreshes.
+const DefaultMinRefreshInterval = 10 * time.Second
 
 type flight struct {
 	done chan struct{}
@@ -53,7 +61,15 @@ func NewSlot(key, name string, src Source, timeout time.Duration, log *slog.Logg
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Slot{Key: key, Name: name, src: src, timeout: timeout, now: time.Now, log: log}
+	return &Slot{Key: key, Name: name, src: src, timeout: timeout, now: time.Now, log: log, minRefresh: DefaultMinRefreshInterval}
+}
+
+// SetMinRefreshInterval sets the minimum interval between forced refreshes
+// (the credential's min_refresh_interval).
+func (s *Slot) SetMinRefreshInterval(d time.Duration) {
+	s.mu.Lock()
+	s.minRefresh = d
+	s.mu.Unlock()
 }
 
 // Get returns a token that is usable now, fetching one if needed. A caller
@@ -218,10 +234,29 @@ func (s *Slot) retryAfter() time.Duration {
 	return max(s.nextTry.Sub(s.now()), time.Second)
 }
 
-// Invalidate drops t if it is still the cached token (a newer one stays):
-// used when an upstream answered 401 to a request that carried t.
-func (s *Slot) Invalidate(t *Token) {
-	s.cur.CompareAndSwap(t, nil)
+// Invalidate is called when an upstream answered 401 to a request that
+// carried t. It reports whether the request may be sent again with another
+// token:
+//   - t is still the cached token: it is dropped, so the next Get fetches a
+//     fresh one (true), unless a forced refresh happened less than the min
+//     refresh interval ago: then t stays and Invalidate returns false (the
+//     401 goes to the client; an upstream that rejects every token cannot
+//     drive unbounded token requests);
+//   - t was already dropped or replaced: nothing changes (a newer token
+//     stays) and the retry gets the newer one, or joins its fetch (true).
+func (s *Slot) Invalidate(t *Token) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur.Load() != t {
+		return true
+	}
+	now := s.now()
+	if !s.lastForced.IsZero() && now.Sub(s.lastForced) < s.minRefresh {
+		return false
+	}
+	s.lastForced = now
+	s.cur.Store(nil)
+	return true
 }
 
 // Fetches counts token fetches started by this slot.

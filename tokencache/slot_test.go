@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/authgress/authgress/vault"
@@ -63,83 +64,95 @@ func newSlot(f *fakeSource) *Slot {
 	return s
 }
 
+// TestSingleFlightThousandConcurrentMisses: the fetch does not finish until
+// all 1000 callers are provably waiting (synctest.Wait returns only when every
+// goroutine of the bubble is durably blocked: in the fetch, or on it), so the
+// single flight is tested, not a cache hit after the fact.
 func TestSingleFlightThousandConcurrentMisses(t *testing.T) {
-	clk := &clock{t: time.Now()}
-	f := &fakeSource{clk: clk, lifetime: time.Minute, gate: make(chan struct{})}
-	s := newSlot(f)
-	var wg sync.WaitGroup
-	var ok atomic.Int64
-	for i := 0; i < 1000; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if tok, err := s.Get(context.Background()); err == nil && tok.Value == "tok-1" {
-				ok.Add(1)
-			}
-		}()
-	}
-	time.Sleep(50 * time.Millisecond)
-	close(f.gate)
-	wg.Wait()
-	if f.calls.Load() != 1 || ok.Load() != 1000 {
-		t.Fatalf("fetches = %d, successes = %d", f.calls.Load(), ok.Load())
-	}
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeSource{lifetime: time.Minute, gate: make(chan struct{})}
+		s := newSlot(f)
+		var wg sync.WaitGroup
+		var started, ok atomic.Int64
+		for i := 0; i < 1000; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				started.Add(1)
+				if tok, err := s.Get(context.Background()); err == nil && tok.Value == "tok-1" {
+					ok.Add(1)
+				}
+			}()
+		}
+		synctest.Wait()
+		if started.Load() != 1000 || f.calls.Load() != 1 || ok.Load() != 0 {
+			t.Fatalf("while the fetch runs: %d callers started, %d fetches, %d done", started.Load(), f.calls.Load(), ok.Load())
+		}
+		close(f.gate)
+		wg.Wait()
+		if f.calls.Load() != 1 || ok.Load() != 1000 {
+			t.Fatalf("fetches = %d, successes = %d", f.calls.Load(), ok.Load())
+		}
+	})
 }
 
 func TestCancelledCallerDoesNotCancelFetch(t *testing.T) {
-	clk := &clock{t: time.Now()}
-	f := &fakeSource{clk: clk, lifetime: time.Minute, gate: make(chan struct{})}
-	s := newSlot(f)
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error)
-	go func() { _, err := s.Get(ctx); errc <- err }()
-	time.Sleep(20 * time.Millisecond)
-	cancel()
-	if err := <-errc; !errors.Is(err, context.Canceled) {
-		t.Fatalf("cancelled caller got %v", err)
-	}
-	close(f.gate)
-	tok, err := s.Get(context.Background())
-	if err != nil || tok.Value != "tok-1" || f.calls.Load() != 1 {
-		t.Fatalf("second caller: %v %v, calls %d", tok, err, f.calls.Load())
-	}
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeSource{lifetime: time.Minute, gate: make(chan struct{})}
+		s := newSlot(f)
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error)
+		go func() { _, err := s.Get(ctx); errc <- err }()
+		synctest.Wait() // the caller waits on the fetch, which waits on the gate
+		cancel()
+		if err := <-errc; !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled caller got %v", err)
+		}
+		close(f.gate)
+		tok, err := s.Get(context.Background())
+		if err != nil || tok.Value != "tok-1" || f.calls.Load() != 1 {
+			t.Fatalf("second caller: %v %v, calls %d", tok, err, f.calls.Load())
+		}
+	})
 }
 
 func TestRefreshAheadNeverWaitsNeverExpired(t *testing.T) {
-	clk := &clock{t: time.Now()}
-	f := &fakeSource{clk: clk, lifetime: 100 * time.Second}
-	s := newSlot(f)
-	first, err := s.Get(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	clk.add(50 * time.Second) // before the refresh point
-	if tok, _ := s.Get(context.Background()); tok != first || f.calls.Load() != 1 {
-		t.Fatal("refreshed too early")
-	}
-	clk.add(31 * time.Second) // 81%: past the refresh point, still usable
-	f.gate = make(chan struct{})
-	tok, err := s.Get(context.Background())
-	if err != nil || tok != first {
-		t.Fatalf("request waited for the refresh or failed: %v", err)
-	}
-	close(f.gate)
-	waitFor(t, func() bool { cur, _ := s.Get(context.Background()); return cur != first })
-	if f.calls.Load() != 2 {
-		t.Fatalf("calls = %d", f.calls.Load())
-	}
-	// With the endpoint down, the current token serves until it is no
-	// longer usable, then requests fail: never an expired token.
-	f.fail.Store(true)
-	clk.add(85 * time.Second)
-	cur, err := s.Get(context.Background())
-	if err != nil {
-		t.Fatalf("valid token not served during outage: %v", err)
-	}
-	clk.add(15 * time.Second)
-	if tok, err := s.Get(context.Background()); err == nil {
-		t.Fatalf("expired token served: usable to %v, now %v (%v)", cur.UsableTo, clk.now(), tok.ExpiresAt)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		clk := &clock{t: time.Now()}
+		f := &fakeSource{clk: clk, lifetime: 100 * time.Second}
+		s := newSlot(f)
+		first, err := s.Get(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		clk.add(50 * time.Second) // before the refresh point
+		if tok, _ := s.Get(context.Background()); tok != first || f.calls.Load() != 1 {
+			t.Fatal("refreshed too early")
+		}
+		clk.add(31 * time.Second) // 81%: past the refresh point, still usable
+		f.gate = make(chan struct{})
+		tok, err := s.Get(context.Background())
+		if err != nil || tok != first {
+			t.Fatalf("request waited for the refresh or failed: %v", err)
+		}
+		close(f.gate)
+		synctest.Wait() // the background refresh has finished
+		if cur, _ := s.Get(context.Background()); cur == first || f.calls.Load() != 2 {
+			t.Fatalf("no refreshed token; calls = %d", f.calls.Load())
+		}
+		// With the endpoint down, the current token serves until it is no
+		// longer usable, then requests fail: never an expired token.
+		f.fail.Store(true)
+		clk.add(85 * time.Second)
+		cur, err := s.Get(context.Background())
+		if err != nil {
+			t.Fatalf("valid token not served during outage: %v", err)
+		}
+		clk.add(15 * time.Second)
+		if tok, err := s.Get(context.Background()); err == nil {
+			t.Fatalf("expired token served: usable to %v, now %v (%v)", cur.UsableTo, clk.now(), tok.ExpiresAt)
+		}
+	})
 }
 
 func TestBackoffAndRetryAfter(t *testing.T) {
@@ -181,6 +194,57 @@ func TestInvalidateOnlyTheUsedToken(t *testing.T) {
 	if cur, _ := s.Get(context.Background()); cur != fresh || f.calls.Load() != 2 {
 		t.Fatal("stale invalidate dropped the newer token")
 	}
+}
+
+// TestForcedRefreshAtMostOncePerInterval: an upstream that answers 401 to
+// every token cannot drive unbounded token requests. Invalidate drops the
+// token (a refresh follows) at most once per min refresh interval; meanwhile
+// it keeps the token and says no.
+func TestForcedRefreshAtMostOncePerInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeSource{lifetime: time.Hour}
+		s := newSlot(f)
+		ctx := context.Background()
+		tok1, _ := s.Get(ctx)
+		if !s.Invalidate(tok1) {
+			t.Fatal("the first forced refresh was refused")
+		}
+		tok2, _ := s.Get(ctx)
+		if tok2 == tok1 || f.calls.Load() != 2 {
+			t.Fatalf("no fresh token after Invalidate: calls %d", f.calls.Load())
+		}
+		for i := 0; i < 100; i++ {
+			if s.Invalidate(tok2) {
+				t.Fatalf("forced refresh %d allowed within the interval", i+2)
+			}
+			if cur, _ := s.Get(ctx); cur != tok2 {
+				t.Fatal("a throttled Invalidate dropped the token")
+			}
+		}
+		// A late 401 for the older token: the newer one is kept, and a retry
+		// with it is fine (no fetch).
+		if !s.Invalidate(tok1) || f.calls.Load() != 2 {
+			t.Fatalf("stale Invalidate: calls %d", f.calls.Load())
+		}
+		time.Sleep(DefaultMinRefreshInterval - time.Millisecond)
+		if s.Invalidate(tok2) {
+			t.Fatal("forced refresh allowed before the interval ended")
+		}
+		time.Sleep(time.Millisecond)
+		if !s.Invalidate(tok2) {
+			t.Fatal("forced refresh refused after the interval")
+		}
+		if tok3, _ := s.Get(ctx); tok3 == tok2 || f.calls.Load() != 3 {
+			t.Fatalf("calls %d", f.calls.Load())
+		}
+
+		s.SetMinRefreshInterval(time.Second) // the credential's min_refresh_interval
+		time.Sleep(time.Second)
+		tok4, _ := s.Get(ctx)
+		if !s.Invalidate(tok4) {
+			t.Fatal("min refresh interval not applied")
+		}
+	})
 }
 
 type rotatingSecrets struct {
@@ -228,28 +292,22 @@ func (f *fixedSecrets) Get(context.Context, string) (vault.Secret, error) {
 }
 func (f *fixedSecrets) Invalidate(string) {}
 
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestKeepFreshHoldsATokenWithoutTraffic(t *testing.T) {
-	f := &fakeSource{clk: nil, lifetime: 200 * time.Millisecond} // real time
-	s := NewSlot("k", "cred", f.fetch, time.Second, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go s.KeepFresh(ctx)
-	waitFor(t, s.Ready)
-	time.Sleep(700 * time.Millisecond)
-	if n := f.calls.Load(); n < 3 || !s.Ready() {
-		t.Fatalf("%d fetches in 700ms with 200ms tokens and no requests; ready %v", n, s.Ready())
-	}
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeSource{lifetime: 200 * time.Millisecond} // the bubble's fake time
+		s := NewSlot("k", "cred", f.fetch, time.Second, nil)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go s.KeepFresh(ctx)
+		synctest.Wait()
+		if !s.Ready() {
+			t.Fatal("no token after the first fetch")
+		}
+		time.Sleep(700 * time.Millisecond)
+		if n := f.calls.Load(); n < 4 || !s.Ready() {
+			t.Fatalf("%d fetches in 700ms with 200ms tokens and no requests; ready %v", n, s.Ready())
+		}
+	})
 }
 
 func BenchmarkSlotHit(b *testing.B) {

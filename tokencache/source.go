@@ -15,12 +15,15 @@ type Secrets interface {
 }
 
 // ClientCredentials is a Source: read the client id and secret from the
-// vault, request a token. If the endpoint answers invalid_client, the cached
+// vault (both must be there), request a token. If the endpoint answers invalid_client, the cached
 // secret is dropped and read again, and if it changed (a rotation), the
 // request is sent once more.
 func ClientCredentials(c *Client, secrets Secrets, id string, req Request) Source {
 	return func(ctx context.Context) (*Token, error) {
 		sec, err := secrets.Get(ctx, id)
+		if err == nil {
+			err = sec.CheckClientID()
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -31,7 +34,7 @@ func ClientCredentials(c *Client, secrets Secrets, id string, req Request) Sourc
 		}
 		secrets.Invalidate(id)
 		fresh, verr := secrets.Get(ctx, id)
-		if verr != nil || fresh == sec {
+		if verr != nil || fresh.CheckClientID() != nil || fresh.ClientID == sec.ClientID && fresh.ClientSecret == sec.ClientSecret {
 			return nil, err
 		}
 		return c.Fetch(ctx, withSecret(req, fresh))

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/authgress/authgress/conf"
+	"github.com/authgress/authgress/internal/safetext"
 )
 
 // Set is the configured vaults by name.
@@ -44,8 +45,17 @@ func (s Set) Add(name string, v *conf.Vault, rt http.RoundTripper, log *slog.Log
 
 // Resolve returns the value of a secret-valued key: a literal, an environment
 // variable, a file's content (one trailing newline trimmed) or a vault entry's
-// secret. Errors name the source, never the value.
+// secret. Errors name the source, never the value. The value is registered
+// for redaction (safetext) from any text a server sends back.
 func (s Set) Resolve(ctx context.Context, ref conf.Secret) (string, error) {
+	v, err := s.resolve(ctx, ref)
+	if err == nil {
+		safetext.Register(v)
+	}
+	return v, err
+}
+
+func (s Set) resolve(ctx context.Context, ref conf.Secret) (string, error) {
 	switch {
 	case ref.IsLiteral():
 		return ref.Literal, nil

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/authgress/authgress/internal/safetext"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -106,6 +107,7 @@ func (c *Cached) fetch(ctx context.Context, id string, l *lookup) {
 		c.last.Error = err.Error()
 	}
 	if err == nil {
+		safetext.Register(secret.ClientSecret) // redacted from any text a server sends back
 		ttl := c.ttl
 		if secret.cacheFor > 0 && secret.cacheFor < ttl {
 			ttl = secret.cacheFor

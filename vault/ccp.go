@@ -112,19 +112,28 @@ func (c *CCP) get(ctx context.Context, u, id string) (Secret, error) {
 	if len(body) > MaxResponse {
 		return Secret{}, &Error{Vault: c.name, ID: id, Kind: ErrUnavailable, Msg: "the CCP response is larger than 1 MiB"}
 	}
+	return c.parse(resp.StatusCode, body, id)
+}
+
+// parse turns a CCP answer (its HTTP status and body) into the account's
+// secret or a classified error.
+func (c *CCP) parse(status int, body []byte, id string) (Secret, error) {
 	var r ccpResponse
 	jsonErr := json.Unmarshal(body, &r)
-	if resp.StatusCode == http.StatusOK && jsonErr == nil && r.ErrorCode == "" {
+	if status == http.StatusOK && jsonErr == nil && r.ErrorCode == "" {
 		if r.Content == "" {
 			return Secret{}, &Error{Vault: c.name, ID: id, Kind: ErrNotFound, Msg: "the CCP returned the account with an empty Content (password)"}
 		}
 		s := Secret{ClientID: r.UserName, ClientSecret: r.Content}
+		if r.UserName == "" {
+			s.noClientID = &Error{Vault: c.name, ID: id, Kind: ErrNotFound, Msg: "the CCP returned the account with an empty UserName (the client id)"}
+		}
 		if truthy(r.PasswordChangeInProcess) {
 			s.cacheFor = passwordChangeTTL // use it, but read it again soon
 		}
 		return s, nil
 	}
-	return Secret{}, c.classify(resp.StatusCode, r, jsonErr, id)
+	return Secret{}, c.classify(status, r, jsonErr, id)
 }
 
 // passwordChangeTTL is how long a secret read while CyberArk reports a
@@ -158,8 +167,8 @@ var (
 )
 
 func (c *CCP) classify(status int, r ccpResponse, jsonErr error, id string) error {
-	e := &Error{Vault: c.name, ID: id, Code: safetext.Clip(r.ErrorCode, 16)}
-	detail := safetext.Clip(r.ErrorMsg, 200)
+	e := &Error{Vault: c.name, ID: id, Code: safetext.Clean(r.ErrorCode, 16)}
+	detail := safetext.Clean(r.ErrorMsg, 200)
 	switch {
 	case e.Code != "":
 		if why, ok := ccpTransient[e.Code]; ok {
@@ -187,7 +196,7 @@ func (c *CCP) classify(status int, r ccpResponse, jsonErr error, id string) erro
 	case status >= 500 || status == http.StatusTooManyRequests:
 		e.Kind, e.Msg = ErrUnavailable, fmt.Sprintf("the CCP failed (HTTP %d)", status)
 		if r.Message != "" {
-			e.Msg += ": " + safetext.Clip(r.Message, 200)
+			e.Msg += ": " + safetext.Clean(r.Message, 200)
 		}
 	case status >= 300 && status < 400:
 		e.Kind, e.Msg = ErrUnavailable, fmt.Sprintf("the CCP answered with a redirect (HTTP %d), which is not followed: check the vault url", status)
@@ -196,7 +205,7 @@ func (c *CCP) classify(status int, r ccpResponse, jsonErr error, id string) erro
 	default:
 		e.Kind, e.Msg = ErrNotFound, fmt.Sprintf("the CCP refused the request (HTTP %d)", status)
 		if r.Message != "" {
-			e.Msg += ": " + safetext.Clip(r.Message, 200)
+			e.Msg += ": " + safetext.Clean(r.Message, 200)
 		}
 	}
 	return e

@@ -121,3 +121,32 @@ func TestCCPResponseIsCapped(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestCCPEchoedSecretIsRedacted: a CCP whose ErrorMsg (or an IIS Message)
+// quotes a secret the process read before gets it redacted.
+func TestCCPEchoedSecretIsRedacted(t *testing.T) {
+	const secret = "ccp-canary-secret-42"
+	var calls atomic.Int64
+	_, c := ccpServer(t, func(w http.ResponseWriter, r *http.Request) {
+		switch calls.Add(1) {
+		case 1:
+			_, _ = io.WriteString(w, `{"Content":"`+secret+`","UserName":"client-1"}`)
+		case 2:
+			w.WriteHeader(404)
+			_, _ = io.WriteString(w, `{"ErrorCode":"APPAP004E","ErrorMsg":"Password object `+secret+` not found"}`)
+		default:
+			w.WriteHeader(400)
+			_, _ = io.WriteString(w, `{"Message":"bad request for `+secret+`"}`)
+		}
+	})
+	cached := NewCached("corp", c, 0, 0, time.Second) // cache_ttl 0: every Get asks the CCP
+	if s, err := cached.Get(context.Background(), "graph"); err != nil || s.ClientSecret != secret {
+		t.Fatalf("first lookup: %v", err)
+	}
+	for i := 0; i < 2; i++ {
+		_, err := cached.Get(context.Background(), "graph")
+		if err == nil || strings.Contains(err.Error(), secret) || !strings.Contains(err.Error(), "[redacted]") {
+			t.Fatalf("lookup %d: %v", i+2, err)
+		}
+	}
+}

@@ -106,7 +106,11 @@ func (k *KV) read(ctx context.Context, id string, retryAuth bool) (Secret, error
 		if !ok || sec == "" {
 			return Secret{}, k.fail(id, ErrNotFound, fmt.Sprintf("the secret at %s/%s has no non-empty string field %q", k.mount, id, k.secretField), nil)
 		}
-		return Secret{ClientID: cid, ClientSecret: sec}, nil
+		s := Secret{ClientID: cid, ClientSecret: sec}
+		if cid == "" {
+			s.noClientID = k.fail(id, ErrNotFound, fmt.Sprintf("the secret at %s/%s has no non-empty string field %q (the client id)", k.mount, id, k.idField), nil)
+		}
+		return s, nil
 	case status == http.StatusForbidden && retryAuth && k.token == nil:
 		k.dropLogin() // the AppRole token may have been revoked or expired: log in again once
 		return k.read(ctx, id, false)
@@ -135,7 +139,7 @@ func vaultErrors(errs []string) string {
 	if len(errs) == 0 {
 		return ""
 	}
-	return ": " + safetext.Clip(strings.Join(errs, "; "), 200)
+	return ": " + safetext.Clean(strings.Join(errs, "; "), 200)
 }
 
 // do sends one request to Vault and reads the capped body.
@@ -207,6 +211,7 @@ type authResponse struct {
 func (k *KV) setLease(a *authResponse, now time.Time) {
 	lease := time.Duration(a.Auth.LeaseDuration) * time.Second
 	k.login, k.renew = a.Auth.ClientToken, a.Auth.Renewable
+	safetext.Register(k.login)
 	if lease <= 0 { // a token without expiry
 		k.renewAt, k.leaseEnd = now.Add(100*365*24*time.Hour), now.Add(100*365*24*time.Hour)
 		return

@@ -165,3 +165,31 @@ func TestKVAppRoleRenewsAndReLogs(t *testing.T) {
 		t.Fatalf("bad secret_id: %v", err)
 	}
 }
+
+// TestKVEchoedTokenIsRedacted: Vault error strings that quote the Vault token
+// (a resolved secret reference) or the AppRole login token get them redacted.
+func TestKVEchoedTokenIsRedacted(t *testing.T) {
+	const token = "hvs.canary-vault-token"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(403)
+		_, _ = io.WriteString(w, `{"errors":["permission denied for token `+r.Header.Get("X-Vault-Token")+`"]}`)
+	}))
+	defer srv.Close()
+	set := Set{}
+	k := NewKV(KVConfig{Name: "hcv", Vault: &conf.Vault{Address: srv.URL, Mount: "kv", Token: conf.LiteralSecret(token),
+		ClientIDField: "client_id", ClientSecretField: "client_secret"}, Transport: srv.Client().Transport, Resolve: set.Resolve})
+	_, err := k.Lookup(context.Background(), "egress/app")
+	if err == nil || strings.Contains(err.Error(), token) || !strings.Contains(err.Error(), "token [redacted]") {
+		t.Fatalf("token auth: %v", err)
+	}
+
+	f := &fakeVault{lease: 100, status: 500}
+	k = newKVFor(t, f, &conf.Vault{RoleID: conf.LiteralSecret("role"), SecretID: conf.LiteralSecret("secret-id-canary")})
+	login, err := k.authToken(context.Background(), "x")
+	if err != nil || len(login) < 6 {
+		t.Fatalf("login: %q %v", login, err)
+	}
+	if got := vaultErrors([]string{"token " + login + " and secret_id secret-id-canary"}); strings.Contains(got, login) || strings.Contains(got, "secret-id-canary") {
+		t.Fatalf("AppRole values not redacted: %q", got)
+	}
+}

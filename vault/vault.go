@@ -22,7 +22,19 @@ type Secret struct {
 	ClientID     string
 	ClientSecret string
 
-	cacheFor time.Duration // a backend's hint to cache it for less than cache_ttl
+	cacheFor   time.Duration // a backend's hint to cache it for less than cache_ttl
+	noClientID *Error        // why ClientID is empty (not set, an empty value), if it is
+}
+
+// CheckClientID returns an error naming where the client id should have come
+// from (the environment variable, the file's key, the field) when the backend
+// found none. A credential needs both halves; a secret reference ({ vault,
+// id }) uses only the secret and does not call this.
+func (s Secret) CheckClientID() error {
+	if s.noClientID != nil {
+		return s.noClientID
+	}
+	return nil
 }
 
 func (Secret) String() string   { return "vault.Secret{[redacted]}" }

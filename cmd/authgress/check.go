@@ -11,6 +11,7 @@ import (
 	"github.com/authgress/authgress/conf"
 	"github.com/authgress/authgress/conf/filecheck"
 	"github.com/authgress/authgress/engine"
+	"github.com/authgress/authgress/vault"
 )
 
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
@@ -19,8 +20,11 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	cfg, probs := conf.Load(path)
-	if cfg != nil { // the profiles' files too, every problem in one run
-		probs = append(append(probs, filecheck.Profiles(context.Background(), cfg)...), filecheck.Listeners(context.Background(), cfg)...).Sorted()
+	if cfg != nil { // the files and environment too, every problem in one run
+		probs = append(probs, filecheck.Profiles(context.Background(), cfg)...)
+		probs = append(probs, filecheck.Listeners(context.Background(), cfg)...)
+		probs = append(probs, vault.CheckEnv(cfg)...) // env-vault credentials whose variables are missing
+		probs = probs.Sorted()
 	}
 	for _, p := range probs {
 		fmt.Fprintln(stderr, p.String())

@@ -26,12 +26,8 @@ Usage:
   authgress check [--config FILE]     validate a config file and report every problem
   authgress token CREDENTIAL [--show]  fetch one token and print its type, scopes and expiry
   authgress test CONNECTION [PATH]    send one real request through the whole pipeline
-<<<<<<< HEAD
   authgress ca init --cert F --key F  write a new interception CA for [intercept]
-  authgress version                   print the version
-=======
   authgress version                   print the version (also: authgress --version)
->>>>>>> h/deploy
 
 Every command takes --config (default authgress.toml) and --help.
 Exit codes: 0 ok, 1 a problem was found, 2 usage error.

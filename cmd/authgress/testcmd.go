@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/authgress/authgress/engine"
+	"github.com/authgress/authgress/internal/safetext"
 	"github.com/authgress/authgress/tokencache"
 )
 
@@ -105,7 +106,7 @@ func cmdTest(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "upstream    FAILED: %d %s\n            %s\n", resp.StatusCode, errCode, strings.TrimSpace(string(body)))
 		return exitProblem
 	}
-	fmt.Fprintf(stdout, "upstream    %s (%s, %s, %d bytes)\n", resp.Status, time.Since(start).Round(time.Millisecond), resp.Header.Get("Content-Type"), len(body))
+	fmt.Fprintf(stdout, "upstream    %s (%s, %s, %d bytes)\n", safetext.Clean(resp.Status, 200), time.Since(start).Round(time.Millisecond), safetext.Clean(resp.Header.Get("Content-Type"), 200), len(body))
 	switch {
 	case (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) && route.Token != nil:
 		fmt.Fprintln(stdout, "result      the upstream refused the request with the injected token: check the credential's scopes, params (audience) and the API's permissions")

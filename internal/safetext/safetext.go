@@ -1,6 +1,8 @@
-// Package safetext bounds text that a remote server sent (OAuth
-// error_description, CyberArk ErrorMsg, Vault errors) before it goes into a
-// client-visible message or a log line: printable ASCII only, length capped.
+// Package safetext makes text that a remote server sent (OAuth
+// error_description, CyberArk ErrorMsg, Vault errors) safe for a
+// client-visible message or a log line: every secret and token value the
+// process knows is redacted (Register, Redact), and the text is bounded to
+// printable ASCII of capped length (Clip). Clean does both.
 package safetext
 
 import "strings"
