@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -194,7 +195,7 @@ func (s *Slot) finish(f *flight, tok *Token, err error) {
 func (s *Slot) logFetch(tok *Token, err error, took time.Duration) {
 	if err != nil {
 		s.log.Warn("token fetch failed", "credential", s.Name, "result", Result(err), "error", err.Error(),
-			"retry_in_s", s.retryAfter().Seconds(), "duration_ms", took.Milliseconds())
+			"retry_in_s", math.Round(s.retryAfter().Seconds()*10)/10, "duration_ms", took.Milliseconds())
 		return
 	}
 	s.log.Info("token fetched", "credential", s.Name, "scope", tok.Scope,
