@@ -72,6 +72,16 @@ func ParseHostPattern(s string) (HostPattern, error) {
 	if !ok || norm == "" {
 		return p, fmt.Errorf("%q is not a valid host name", s)
 	}
+	if ip := net.ParseIP(norm); ip != nil { // an IP literal with a trailing dot
+		if p.Wildcard {
+			return p, fmt.Errorf("%q: an IP address cannot be a wildcard", s)
+		}
+		p.Host = ip.String()
+		return p, nil
+	}
+	if strings.Contains(norm, ":") {
+		return p, fmt.Errorf("%q is not a valid host name (an IPv6 address is written in brackets, like [::1]:8443)", s)
+	}
 	if p.Wildcard && !strings.Contains(norm, ".") {
 		return p, fmt.Errorf("%q: a wildcard needs at least two labels after *., like *.example.com", s)
 	}

@@ -213,6 +213,8 @@ func TestHostPatterns(t *testing.T) {
 		{"bücher.example", "xn--bcher-kva.example"},
 		{"[::1]:443", "[::1]:443"},
 		{"127.0.0.1", "127.0.0.1"},
+		{"::0.", "[::]"},
+		{"127.0.0.1.", "127.0.0.1"},
 	}
 	for _, tc := range cases {
 		p, err := ParseHostPattern(tc.in)
@@ -220,7 +222,7 @@ func TestHostPatterns(t *testing.T) {
 			t.Errorf("ParseHostPattern(%q) = %q, %v; want %q", tc.in, p.String(), err, tc.want)
 		}
 	}
-	for _, bad := range []string{"", "*", "*.com", "a.*.com", "http://a.com/", "a.com:99999", "a b.com"} {
+	for _, bad := range []string{"", "*", "*.com", "a.*.com", "http://a.com/", "a.com:99999", "a b.com", "a:b:c", "*.::1.", "a..com"} {
 		if _, err := ParseHostPattern(bad); err == nil {
 			t.Errorf("ParseHostPattern(%q) accepted", bad)
 		}
