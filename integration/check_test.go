@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"github.com/authgress/authgress/conf"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -113,10 +114,23 @@ credential = "partner"
 	}
 }
 
+// setExampleEnv sets, as a user of the example would, the variables of
+// every credential the config reads from an env vault.
+func setExampleEnv(t *testing.T, path string) {
+	t.Helper()
+	cfg, _ := conf.Load(path)
+	if cfg == nil {
+		return
+	}
+	for _, c := range cfg.Credentials {
+		if v := cfg.Vaults[c.Vault]; v != nil && v.Type == "env" {
+			t.Setenv(strings.ToUpper(c.ID)+"_CLIENT_ID", "example-client")
+			t.Setenv(strings.ToUpper(c.ID)+"_CLIENT_SECRET", "not-a-real-secret")
+		}
+	}
+}
+
 func TestExampleConfigsPassCheck(t *testing.T) {
-	// examples/authgress.toml reads credential graph from an env vault.
-	t.Setenv("GRAPH_CLIENT_ID", "graph-client")
-	t.Setenv("GRAPH_CLIENT_SECRET", "not-a-real-secret")
 	files, _ := filepath.Glob("../examples/*.toml")
 	more, _ := filepath.Glob("../examples/*/authgress.toml")
 	files = append(files, more...)
@@ -124,6 +138,7 @@ func TestExampleConfigsPassCheck(t *testing.T) {
 		t.Fatal("no example configs found")
 	}
 	for _, f := range files {
+		setExampleEnv(t, f)
 		if code, out := runCheck(t, f); code != 0 {
 			t.Errorf("%s: exit %d\n%s", f, code, out)
 		}
@@ -155,6 +170,7 @@ func TestExampleConfigsPassCheck(t *testing.T) {
 	}
 	for _, f := range ways {
 		path := filepath.Join(dir, filepath.Base(f))
+		setExampleEnv(t, path)
 		if code, out := runCheck(t, path); code != 0 {
 			t.Errorf("examples/ways/%s: exit %d\n%s", filepath.Base(f), code, out)
 		}

@@ -342,15 +342,18 @@ func TestSlotHitDoesNotAllocate(t *testing.T) {
 
 // TestFetchFailureLogRoundsRetryIn: the log said retry_in_s=1.7005530979999999.
 func TestFetchFailureLogRoundsRetryIn(t *testing.T) {
-	var buf strings.Builder
-	clk := &clock{t: time.Now()}
-	f := &fakeSource{clk: clk, lifetime: time.Minute}
-	f.fail.Store(true)
-	s := NewSlot("k", "cred", f.fetch, time.Second, slog.New(slog.NewTextHandler(&buf, nil)))
-	s.now = clk.now
-	_, _ = s.Get(context.Background())
-	m := regexp.MustCompile(`retry_in_s=([0-9.]+)`).FindStringSubmatch(buf.String())
-	if m == nil || len(m[1]) > 4 {
-		t.Fatalf("retry_in_s is not a short number of seconds: %q", buf.String())
-	}
+	synctest.Test(t, func(t *testing.T) {
+		var buf strings.Builder
+		clk := &clock{t: time.Now()}
+		f := &fakeSource{clk: clk, lifetime: time.Minute}
+		f.fail.Store(true)
+		s := NewSlot("k", "cred", f.fetch, time.Second, slog.New(slog.NewTextHandler(&buf, nil)))
+		s.now = clk.now
+		_, _ = s.Get(context.Background())
+		synctest.Wait() // the fetch goroutine has logged
+		m := regexp.MustCompile(`retry_in_s=([0-9.]+)`).FindStringSubmatch(buf.String())
+		if m == nil || len(m[1]) > 4 {
+			t.Fatalf("retry_in_s is not a short number of seconds: %q", buf.String())
+		}
+	})
 }
