@@ -1,8 +1,10 @@
 package tlsprofiles
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -94,4 +96,29 @@ func (id *Identity) State() IdentityState {
 	leaf := id.cur.Load().Leaf
 	return IdentityState{Subject: leaf.Subject.String(), Issuer: leaf.Issuer.String(), Serial: leaf.SerialNumber.String(),
 		NotAfter: leaf.NotAfter, Rotated: id.rotated, Rejected: id.rejected}
+}
+
+// watch polls the identity's files every interval until ctx ends, swapping
+// in a changed pair (then calling rotated) or logging why it was refused.
+func (id *Identity) watch(ctx context.Context, interval time.Duration, log *slog.Logger, what string, rotated func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			ok, err := id.check(now)
+			switch {
+			case err != nil:
+				log.Warn(what+" change rejected; keeping the current one", "error", err.Error())
+			case ok:
+				if rotated != nil {
+					rotated()
+				}
+				st := id.State()
+				log.Info(what+" rotated", "subject", st.Subject, "not_after", st.NotAfter.UTC().Format(time.RFC3339))
+			}
+		}
+	}
 }

@@ -55,23 +55,5 @@ func (s *Server) Config() *tls.Config { return s.config }
 
 // Watch polls the certificate and key until ctx ends.
 func (s *Server) Watch(ctx context.Context, log *slog.Logger) {
-	go func() {
-		t := time.NewTicker(s.watch)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case now := <-t.C:
-				rotated, err := s.Identity.check(now)
-				switch {
-				case err != nil:
-					log.Warn("server certificate change rejected; keeping the current one", "error", err.Error())
-				case rotated:
-					st := s.Identity.State()
-					log.Info("server certificate rotated", "subject", st.Subject, "not_after", st.NotAfter.UTC().Format(time.RFC3339))
-				}
-			}
-		}
-	}()
+	go s.Identity.watch(ctx, s.watch, log, "server certificate", nil)
 }

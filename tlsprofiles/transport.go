@@ -288,22 +288,5 @@ func (s *Set) Watch(ctx context.Context, log *slog.Logger) {
 }
 
 func (s *Set) watch(ctx context.Context, log *slog.Logger, name string, p *Profile) {
-	t := time.NewTicker(p.watch)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			rotated, err := p.Identity.check(now)
-			switch {
-			case err != nil:
-				log.Warn("client certificate change rejected; keeping the current one", "profile", name, "error", err.Error())
-			case rotated:
-				s.renew(name)
-				st := p.Identity.State()
-				log.Info("client certificate rotated", "profile", name, "subject", st.Subject, "not_after", st.NotAfter.UTC().Format(time.RFC3339))
-			}
-		}
-	}
+	p.Identity.watch(ctx, p.watch, log.With("profile", name), "client certificate", func() { s.renew(name) })
 }
