@@ -1,0 +1,404 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Clusters against real processes: a gateway authgress forwarding through
+// agent authgresses (each with its own vault file and OAuth client, over
+// mTLS), the real OAuth server, and an upstream that tells the agents apart
+// by asking the OAuth server whose token it got.
+
+// agentGrants are the (client, scope) grants of the agents a1, a2, a3: the
+// upstream's introspection names the agent a request came through.
+var agentGrants = []struct{ id, send, scope string }{
+	{"app", "basic", "api:read"},           // a1: proxy-client, api:read
+	{"app_post", "body", "api:read"},       // a2: proxy-client-post, api:read
+	{"app", "basic", "api:read api:write"}, // a3: proxy-client, api:read api:write
+}
+
+func agentOfGrant(client, scope string) string {
+	for k, g := range agentGrants {
+		want := "proxy-client"
+		if g.id == "app_post" {
+			want = "proxy-client-post"
+		}
+		if client == want && scope == g.scope {
+			return fmt.Sprintf("a%d", k+1)
+		}
+	}
+	return "?"
+}
+
+// hit is one request the upstream answered: which agent injected its
+// token, and when.
+type hit struct {
+	agent string
+	at    time.Time
+}
+
+// rig is the OAuth server, the upstream, and n agents on fixed ports (so
+// that a killed agent can come back on its port).
+type rig struct {
+	idp      *IdP
+	up       *Upstream
+	agents   []*Authgress
+	ports    []int
+	gwCert   string // the gateways' client certificate (signed by the gateways' CA)
+	gwKey    string
+	clientCA string
+
+	mu     sync.Mutex
+	hits   []hit
+	byTok  map[string]string // token -> agent (introspected once)
+	denied int
+}
+
+func newRig(t *testing.T, n int) *rig {
+	t.Helper()
+	r := &rig{idp: startIdP(t, 300, "opaque"), up: startUpstream(t), byTok: map[string]string{}}
+	r.up.Handle(r.serve)
+	dir := t.TempDir()
+	gwCA, gwCAKey := newCA("gateways")
+	r.clientCA = filepath.Join(dir, "gateways-ca.pem")
+	writePEMFile(r.clientCA, "CERTIFICATE", gwCA.Raw)
+	r.gwCert, r.gwKey = issueClient(t, dir, "gw1", gwCA, gwCAKey)
+	for k := range n {
+		port := freePort(t)
+		cert, key, _ := issueServerCert(t, dir, fmt.Sprintf("agent%d", k+1))
+		g := agentGrants[k]
+		cfg := fmt.Sprintf("[server]\nlisten = \"127.0.0.1:%d\"\n\n[server.tls]\ncert = %q\nkey = %q\nclient_ca = %q\n", port, cert, key, r.clientCA) +
+			strings.NewReplacer(`id = "app"`, fmt.Sprintf("id = %q\nsend = %q", g.id, g.send), `scopes = ["api:read"]`,
+				`scopes = ["`+strings.Join(strings.Fields(g.scope), `", "`)+`"]`).Replace(config(r.idp.TokenURL(), r.up.Addr, ""))
+		r.agents = append(r.agents, startAuthgress(t, cfg))
+		r.ports = append(r.ports, port)
+	}
+	return r
+}
+
+// serve accepts only live tokens and records which agent sent each request.
+func (r *rig) serve(w http.ResponseWriter, req *http.Request) {
+	tok := bearer(req)
+	r.mu.Lock()
+	agent, ok := r.byTok[tok]
+	r.mu.Unlock()
+	if !ok {
+		active, client, scope := r.idp.Introspect(tok)
+		if !active {
+			r.mu.Lock()
+			r.denied++
+			r.mu.Unlock()
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		agent = agentOfGrant(client, scope)
+		r.mu.Lock()
+		r.byTok[tok] = agent
+		r.mu.Unlock()
+	}
+	r.mu.Lock()
+	r.hits = append(r.hits, hit{agent, time.Now()})
+	r.mu.Unlock()
+	w.Header().Set("X-Agent", agent)
+	echo(w, req)
+}
+
+// count returns the requests per agent the upstream answered since from.
+func (r *rig) count(from time.Time) map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]int{}
+	for _, h := range r.hits {
+		if !h.at.Before(from) {
+			out[h.agent]++
+		}
+	}
+	return out
+}
+
+func (r *rig) hitsOf(agent string) []time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []time.Time
+	for _, h := range r.hits {
+		if h.agent == agent {
+			out = append(out, h.at)
+		}
+	}
+	return out
+}
+
+// nodes is the [clusters.dmz] nodes array: a1 has capability rest, a2
+// rest and soap, a3 soap.
+func (r *rig) nodes() string {
+	caps := []string{`["rest"]`, `["rest", "soap"]`, `["soap"]`}
+	var out []string
+	for k, p := range r.ports {
+		out = append(out, fmt.Sprintf(`{ name = "a%d", url = "https://127.0.0.1:%d", capabilities = %s }`, k+1, p, caps[k%3]))
+	}
+	return "[" + strings.Join(out, ", ") + "]"
+}
+
+// gateway starts a gateway with cluster dmz (its keys: cluster) and a
+// connection api for the upstream with via and extra keys. It has no
+// credential: the agents inject it.
+func (r *rig) gateway(t *testing.T, cluster, via, extra string) *Authgress {
+	t.Helper()
+	return startAuthgress(t, fmt.Sprintf(`[server]
+admin = "127.0.0.1:0"
+
+[profiles.agents]
+cert = %q
+key = %q
+ca = "{{CA}}"
+
+[clusters.dmz]
+profile = "agents"
+nodes = %s
+%s
+
+[connections.api]
+hosts = [%q]
+via = %q
+%s
+`, r.gwCert, r.gwKey, r.nodes(), cluster, r.up.Addr, via, extra))
+}
+
+// statusDoc is the part of /status about clusters.
+type statusDoc struct {
+	Clusters []struct {
+		Name  string `json:"name"`
+		Mode  string `json:"mode"`
+		Nodes []struct {
+			Name      string `json:"name"`
+			State     string `json:"state"`
+			LastError string `json:"last_error"`
+		} `json:"nodes"`
+	} `json:"clusters"`
+}
+
+func nodeStates(t *testing.T, gw *Authgress) map[string]string {
+	t.Helper()
+	var doc statusDoc
+	if err := json.Unmarshal([]byte(adminGet(t, gw.adminAddr(), "/status")), &doc); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, cl := range doc.Clusters {
+		for _, n := range cl.Nodes {
+			out[cl.Name+"/"+n.Name] = n.State
+		}
+	}
+	return out
+}
+
+// waitState polls /status (every 20ms, up to within) until node is in
+// state; it returns when that was seen.
+func waitState(t *testing.T, gw *Authgress, node, state string, within time.Duration) time.Time {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		st := nodeStates(t, gw)
+		if st[node] == state {
+			return time.Now()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s is %q after %s, want %q (all: %v)", node, st[node], within, state, st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func waitAllHealthy(t *testing.T, gw *Authgress, n int) {
+	t.Helper()
+	for k := range n {
+		waitState(t, gw, fmt.Sprintf("dmz/a%d", k+1), "healthy", 10*time.Second)
+	}
+}
+
+// logTime is a JSON log line's time.
+func logTime(t *testing.T, l map[string]any) time.Time {
+	t.Helper()
+	s, _ := l["time"].(string)
+	at, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		t.Fatalf("log line without a time: %v", l)
+	}
+	return at
+}
+
+// loadUntil sends GET requests from clients goroutines until stop is closed (or
+// max passes); it returns how many got a 200 and the failures.
+func loadUntil(c *http.Client, url string, clients int, max time.Duration, stop <-chan struct{}) (ok int, failures []string) {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	end := time.Now().Add(max)
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(end) {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := c.Get(url)
+				msg := ""
+				if err != nil {
+					msg = err.Error()
+				} else {
+					b, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						msg = fmt.Sprintf("%d %s", resp.StatusCode, b)
+					}
+				}
+				mu.Lock()
+				if msg == "" {
+					ok++
+				} else {
+					failures = append(failures, time.Now().Format("15:04:05.000")+" "+msg)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return ok, failures
+}
+
+func sortedCounts(m map[string]int) string {
+	var keys []string
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var out []string
+	for _, k := range keys {
+		out = append(out, fmt.Sprintf("%s=%d", k, m[k]))
+	}
+	return strings.Join(out, " ")
+}
+
+// sendN sends n GETs through gw, 8 at a time, and fails on anything but
+// 200; it returns the requests per agent the upstream saw.
+func (r *rig) sendN(t *testing.T, gw *Authgress, n int) map[string]int {
+	t.Helper()
+	from := time.Now()
+	c := gw.Client()
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var failures []string
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				resp, err := c.Get(fmt.Sprintf("http://%s/v1/%d", r.up.Addr, j))
+				if err != nil {
+					mu.Lock()
+					failures = append(failures, err.Error())
+					mu.Unlock()
+					continue
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					mu.Lock()
+					failures = append(failures, fmt.Sprintf("%d %s", resp.StatusCode, b))
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for j := range n {
+		jobs <- j
+	}
+	close(jobs)
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("%d of %d requests failed, first: %s", len(failures), n, failures[0])
+	}
+	got := r.count(from)
+	total := 0
+	for _, v := range got {
+		total += v
+	}
+	if total != n {
+		t.Fatalf("the upstream saw %d requests, want %d: %v", total, n, got)
+	}
+	return got
+}
+
+// TestClustersSelection: a gateway and three agents (own vault file, own
+// OAuth grant each; the upstream introspects the token to name the agent).
+// balance spreads 600 requests evenly over all three; failover sends all
+// to the first; a pinned node gets all; auto uses only the nodes with the
+// required capability. The gateway's access lines name the node.
+func TestClustersSelection(t *testing.T) {
+	r := newRig(t, 3)
+	cases := []struct {
+		name, cluster, via, extra string
+		want                      map[string]float64 // agent -> share of the requests
+	}{
+		{"balance", `mode = "balance"`, "dmz", "", map[string]float64{"a1": 1.0 / 3, "a2": 1.0 / 3, "a3": 1.0 / 3}},
+		{"failover", `mode = "failover"`, "dmz", "", map[string]float64{"a1": 1}},
+		{"pinned", `mode = "balance"`, "dmz/a2", "", map[string]float64{"a2": 1}},
+		{"auto", `mode = "failover"`, "auto", `capabilities = ["soap"]`, map[string]float64{"a2": 0.5, "a3": 0.5}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			gw := r.gateway(t, tc.cluster+"\nhealth_interval = \"500ms\"\nhealth_timeout = \"400ms\"", tc.via, tc.extra)
+			waitAllHealthy(t, gw, 3)
+			const n = 600
+			got := r.sendN(t, gw, n)
+			t.Logf("%s: %d requests: %s", tc.name, n, sortedCounts(got))
+			for agent, share := range tc.want {
+				want := share * n
+				if d := float64(got[agent]) - want; d > 0.2*want || d < -0.2*want {
+					t.Errorf("%s got %d of %d requests, want %.0f ± 20%%", agent, got[agent], n, want)
+				}
+			}
+			for agent, c := range got {
+				if _, ok := tc.want[agent]; !ok {
+					t.Errorf("%s got %d requests, want none", agent, c)
+				}
+			}
+			// the gateway's access lines say which node each request went through
+			nodes := map[string]int{}
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				clear(nodes)
+				total := 0
+				for _, l := range gw.logLines() {
+					if l["msg"] == "request" {
+						node, _ := l["node"].(string)
+						nodes[node]++
+						total++
+					}
+				}
+				if total >= n || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			for agent, c := range got {
+				if nodes["dmz/"+agent] != c {
+					t.Errorf("access lines: %v, the upstream: %v", nodes, got)
+					break
+				}
+			}
+		})
+	}
+}
