@@ -402,3 +402,112 @@ func TestClustersSelection(t *testing.T) {
 		})
 	}
 }
+
+// TestClustersAgentKilledUnderLoad: 50 clients send GETs through the
+// gateway (balance over three agents, retry on connect and reset) for
+// 20s. At 5s one agent is killed with SIGKILL; at 11s it is started again
+// on its port. No client sees a failure; the gateway stops using the dead
+// agent within 2s (its "node down" line, and the last access line naming
+// it); after the restart the agent serves again within two health
+// intervals of listening.
+func TestClustersAgentKilledUnderLoad(t *testing.T) {
+	r := newRig(t, 3)
+	const interval = time.Second
+	gw := r.gateway(t, "mode = \"balance\"\nhealth_interval = \"1s\"\nhealth_timeout = \"500ms\"\nhealth_url = \"/healthz\"", "dmz",
+		`retry = { count = 2, on_error = ["connect", "reset"], interval = "100ms" }`)
+	waitAllHealthy(t, gw, 3)
+	start := time.Now()
+	var ok int
+	var failures []string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ok, failures = loadUntil(gw.Client(), "http://"+r.up.Addr+"/v1", 50, 20*time.Second, nil)
+	}()
+
+	time.Sleep(5 * time.Second)
+	before := r.count(start)
+	killed := time.Now()
+	r.agents[0].Kill()
+	t.Logf("killed a1 at +%s (a1 had served %d)", killed.Sub(start).Round(time.Millisecond), before["a1"])
+
+	time.Sleep(6 * time.Second)
+	restarted := time.Now()
+	r.agents[0].Restart()
+	var listening time.Time
+	for _, l := range r.agents[0].logLines() {
+		if l["msg"] == "listening" {
+			listening = logTime(t, l)
+		}
+	}
+	t.Logf("restarted a1 at +%s, listening at +%s", restarted.Sub(start).Round(time.Millisecond), listening.Sub(start).Round(time.Millisecond))
+	select {
+	case <-done:
+	case <-time.After(40 * time.Second):
+		t.Fatal("the load did not end")
+	}
+	t.Logf("20s, 50 clients: %d ok, %d failed; per agent: %s", ok, len(failures), sortedCounts(r.count(start)))
+	if len(failures) > 0 {
+		t.Errorf("%d requests failed, first: %v", len(failures), failures[:min(len(failures), 5)])
+	}
+
+	// the upstream's view: a1's last request before the restart, its first after
+	var lastBefore, firstAfter time.Time
+	for _, at := range r.hitsOf("a1") {
+		if at.Before(restarted) {
+			lastBefore = at
+		} else if firstAfter.IsZero() {
+			firstAfter = at
+		}
+	}
+	// the gateway's view: when it marked a1 down, and its last access line
+	// naming a1 before the restart
+	var down, lastLine time.Time
+	for _, l := range gw.logLines() {
+		switch {
+		case l["msg"] == "node down" && l["node"] == "dmz/a1" && down.IsZero():
+			down = logTime(t, l)
+		case l["msg"] == "request" && l["node"] == "dmz/a1":
+			if at := logTime(t, l); at.Before(restarted) {
+				lastLine = at
+			}
+		}
+	}
+	moved := max(down.Sub(killed), lastLine.Sub(killed), lastBefore.Sub(killed))
+	t.Logf("after the kill: a1's last request at the upstream %s, the gateway's last access line via a1 %s, a1 marked down %s; traffic moved within %s",
+		lastBefore.Sub(killed).Round(time.Millisecond), lastLine.Sub(killed).Round(time.Millisecond), down.Sub(killed).Round(time.Millisecond), moved.Round(time.Millisecond))
+	if down.IsZero() || moved > 2*time.Second {
+		t.Errorf("traffic moved off the killed agent %s after the kill (marked down: %v), want within 2s", moved, !down.IsZero())
+	}
+	rejoin := firstAfter.Sub(listening)
+	t.Logf("a1 listening again → first request through it: %s (health interval %s)", rejoin.Round(time.Millisecond), interval)
+	if firstAfter.IsZero() || rejoin > 2*interval {
+		t.Errorf("the restarted agent served its first request %s after it listened, want within %s", rejoin, 2*interval)
+	}
+	if n := r.count(listening.Add(2 * interval))["a1"]; n == 0 {
+		t.Error("the restarted agent is not in rotation")
+	}
+	m := adminGet(t, gw.adminAddr(), "/metrics")
+	t.Logf("retries: connect %v, reset %v", metricOr(m, "authgress_retries_total", `connection="api"`, `reason="connect"`),
+		metricOr(m, "authgress_retries_total", `connection="api"`, `reason="reset"`))
+}
+
+// metricOr is the sample's value, or 0 when there is none.
+func metricOr(text, name string, labels ...string) float64 {
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		all := true
+		for _, l := range labels {
+			all = all && strings.Contains(line, l)
+		}
+		if all {
+			var v float64
+			f := strings.Fields(line)
+			fmt.Sscan(f[len(f)-1], &v)
+			return v
+		}
+	}
+	return 0
+}
