@@ -511,3 +511,51 @@ func metricOr(text, name string, labels ...string) float64 {
 	}
 	return 0
 }
+
+// noAgent sends one GET through gw and checks that it is a 503
+// no_agent_available of connection api; it returns how long it took.
+func (r *rig) noAgent(t *testing.T, gw *Authgress) (time.Duration, string) {
+	t.Helper()
+	start := time.Now()
+	resp, body := gw.Get("http://" + r.up.Addr + "/v1")
+	took := time.Since(start)
+	e := decodeError(t, resp, body)
+	if resp.StatusCode != 503 || e.Error != "no_agent_available" || e.Connection != "api" {
+		t.Fatalf("%d %+v, want 503 no_agent_available", resp.StatusCode, e)
+	}
+	return took, e.Message
+}
+
+// TestClustersAllAgentsDown: with every agent killed the gateway answers
+// 503 no_agent_available at once: first while it still thinks they are
+// healthy (each dial is refused), then after the health checks marked
+// them down (no dial at all). Nothing waits on the 10s dial timeout, and
+// the retry policy does not retry authgress's own failure.
+func TestClustersAllAgentsDown(t *testing.T) {
+	r := newRig(t, 2)
+	gw := r.gateway(t, "mode = \"failover\"\nhealth_interval = \"1s\"\nhealth_timeout = \"500ms\"", "dmz",
+		`retry = { count = 2, interval = "500ms" }`)
+	waitAllHealthy(t, gw, 2)
+	if resp, body := gw.Get("http://" + r.up.Addr + "/v1"); resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	for _, a := range r.agents {
+		a.Kill()
+	}
+	const bound = 2 * time.Second // a refused dial takes microseconds; any wait on a timeout is 10s
+	took, msg := r.noAgent(t, gw)
+	t.Logf("agents just killed: 503 after %s: %s", took.Round(time.Millisecond), msg)
+	if took > bound || !strings.Contains(msg, "dmz/a") {
+		t.Errorf("no_agent_available took %s (want < %s), message %q", took, bound, msg)
+	}
+	waitState(t, gw, "dmz/a1", "down", 5*time.Second)
+	waitState(t, gw, "dmz/a2", "down", 5*time.Second)
+	took, msg = r.noAgent(t, gw)
+	t.Logf("agents marked down: 503 after %s: %s", took.Round(time.Millisecond), msg)
+	if took > bound {
+		t.Errorf("no_agent_available took %s, want < %s", took, bound)
+	}
+	if m := adminGet(t, gw.adminAddr(), "/metrics"); metricOr(m, "authgress_retries_total", `connection="api"`) != 0 {
+		t.Error("no_agent_available was retried")
+	}
+}
