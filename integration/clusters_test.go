@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -557,5 +558,33 @@ func TestClustersAllAgentsDown(t *testing.T) {
 	}
 	if m := adminGet(t, gw.adminAddr(), "/metrics"); metricOr(m, "authgress_retries_total", `connection="api"`) != 0 {
 		t.Error("no_agent_available was retried")
+	}
+}
+
+// TestClustersFrozenAgents: agents that are frozen (SIGSTOP: the kernel
+// still accepts their connections, nothing answers the TLS handshake). A
+// request costs at most the cluster's health_timeout per frozen node, not
+// the 10s handshake timeout of upstream connections: with both frozen the
+// answer is 503 no_agent_available within about two health timeouts; with
+// one thawed, its requests succeed.
+func TestClustersFrozenAgents(t *testing.T) {
+	r := newRig(t, 2)
+	gw := r.gateway(t, "mode = \"failover\"\nhealth_interval = \"1s\"\nhealth_timeout = \"500ms\"", "dmz", "")
+	waitAllHealthy(t, gw, 2)
+	for _, a := range r.agents {
+		_ = a.cmd.Process.Signal(syscall.SIGSTOP)
+		t.Cleanup(func() { _ = a.cmd.Process.Signal(syscall.SIGCONT) })
+	}
+	took, msg := r.noAgent(t, gw)
+	t.Logf("both agents frozen: 503 after %s: %s", took.Round(time.Millisecond), msg)
+	if took > 2*time.Second {
+		t.Errorf("no_agent_available took %s with frozen agents, want < 2s (health_timeout is 500ms)", took)
+	}
+	_ = r.agents[1].cmd.Process.Signal(syscall.SIGCONT)
+	waitState(t, gw, "dmz/a1", "down", 5*time.Second)
+	waitState(t, gw, "dmz/a2", "healthy", 5*time.Second)
+	resp, body := gw.Get("http://" + r.up.Addr + "/v1")
+	if resp.StatusCode != 200 || resp.Header.Get("X-Agent") != "a2" {
+		t.Fatalf("a2 thawed: %d via %q: %s", resp.StatusCode, resp.Header.Get("X-Agent"), body)
 	}
 }
