@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -586,5 +587,66 @@ func TestClustersFrozenAgents(t *testing.T) {
 	resp, body := gw.Get("http://" + r.up.Addr + "/v1")
 	if resp.StatusCode != 200 || resp.Header.Get("X-Agent") != "a2" {
 		t.Fatalf("a2 thawed: %d via %q: %s", resp.StatusCode, resp.Header.Get("X-Agent"), body)
+	}
+}
+
+// TestClustersAgentHealthzAndNodeState: an agent answers GET /healthz in
+// origin form on its agent listener (curl with the gateway's client
+// certificate) with 200. A gateway with health_url = "/healthz" shows in
+// /status and in authgress_node_up when an agent stops and when it is
+// back.
+func TestClustersAgentHealthzAndNodeState(t *testing.T) {
+	r := newRig(t, 2)
+	a1 := fmt.Sprintf("127.0.0.1:%d", r.ports[0])
+	cmd := exec.Command("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", getPKI(t).caFile,
+		"--cert", r.gwCert, "--key", r.gwKey, "https://"+a1+"/healthz")
+	cmd.Env = clientEnv()
+	if out, err := cmd.CombinedOutput(); err != nil || string(out) != "200" {
+		t.Fatalf("curl https://%s/healthz: %v %s", a1, err, out)
+	}
+	// without a client certificate, the agent listener refuses the handshake
+	cmd = exec.Command("curl", "-sS", "-o", "/dev/null", "--cacert", getPKI(t).caFile, "https://"+a1+"/healthz")
+	cmd.Env = clientEnv()
+	if out, err := cmd.CombinedOutput(); err == nil {
+		t.Fatalf("curl without a client certificate: %s", out)
+	}
+
+	const interval = 500 * time.Millisecond
+	gw := r.gateway(t, "mode = \"balance\"\nhealth_interval = \"500ms\"\nhealth_timeout = \"300ms\"\nhealth_url = \"/healthz\"", "dmz", "")
+	waitAllHealthy(t, gw, 2)
+	nodeUp := func() float64 {
+		return metricValue(t, adminGet(t, gw.adminAddr(), "/metrics"), "authgress_node_up", `cluster="dmz"`, `node="a1"`)
+	}
+	if v := nodeUp(); v != 1 {
+		t.Fatalf("authgress_node_up{a1} = %v with a1 healthy", v)
+	}
+	stopped := time.Now()
+	if err := r.agents[0].Terminate(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	down := waitState(t, gw, "dmz/a1", "down", 5*interval)
+	if v := nodeUp(); v != 0 {
+		t.Errorf("authgress_node_up{a1} = %v with a1 stopped", v)
+	}
+	var doc statusDoc
+	_ = json.Unmarshal([]byte(adminGet(t, gw.adminAddr(), "/status")), &doc)
+	t.Logf("a1 stopped (SIGTERM): down in /status after %s: %+v", down.Sub(stopped).Round(time.Millisecond), doc.Clusters)
+	if doc.Clusters[0].Nodes[0].LastError == "" {
+		t.Error("/status does not say why a1 is down")
+	}
+	// the other node keeps serving
+	if resp, body := gw.Get("http://" + r.up.Addr + "/v1"); resp.StatusCode != 200 || resp.Header.Get("X-Agent") != "a2" {
+		t.Fatalf("%d via %q: %s", resp.StatusCode, resp.Header.Get("X-Agent"), body)
+	}
+
+	r.agents[0].Restart()
+	restarted := time.Now()
+	healthy := waitState(t, gw, "dmz/a1", "healthy", 5*interval)
+	t.Logf("a1 back: healthy in /status after %s", healthy.Sub(restarted).Round(time.Millisecond))
+	if healthy.Sub(restarted) > 2*interval {
+		t.Errorf("a1 became healthy %s after it listened again, want within two health intervals (%s)", healthy.Sub(restarted), 2*interval)
+	}
+	if v := nodeUp(); v != 1 {
+		t.Errorf("authgress_node_up{a1} = %v with a1 back", v)
 	}
 }
