@@ -8,7 +8,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
@@ -819,5 +822,124 @@ func TestClustersNeverSentGoesToAnotherNode(t *testing.T) {
 	t.Logf("three POSTs (64 KiB, 3 MiB, 10 B) went to a2 intact; /status: %+v", doc.Clusters[0].Nodes)
 	if !strings.Contains(doc.Clusters[0].Nodes[0].LastError, "ejected") {
 		t.Errorf("/status does not say a1 was ejected: %+v", doc.Clusters[0].Nodes[0])
+	}
+}
+
+// startSquid runs Debian's squid as a plain forward proxy on a free
+// loopback port, with a minimal config in a temp dir, until the test ends.
+// extra is added to the config. (As root, squid drops to its own user,
+// so the dir is open to it.)
+func startSquid(t *testing.T, extra string) string {
+	t.Helper()
+	bin, err := exec.LookPath("squid")
+	if err != nil {
+		if bin, err = exec.LookPath("/usr/sbin/squid"); err != nil {
+			t.Fatal("squid is not installed (scripts/test installs it: apt-get install squid)")
+		}
+	}
+	dir, err := os.MkdirTemp("", "authgress-squid-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	_ = os.Chmod(dir, 0o777)
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	conf := fmt.Sprintf(`http_port %[1]s
+acl all_src src all
+http_access allow all_src
+cache deny all
+cache_mem 8 MB
+access_log stdio:%[2]s/access.log
+cache_log %[2]s/cache.log
+pid_filename %[2]s/squid.pid
+coredump_dir %[2]s
+shutdown_lifetime 1 seconds
+%[3]s
+`, addr, dir, extra)
+	path := filepath.Join(dir, "squid.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := &syncBuffer{}
+	cmd := exec.Command(bin, "-N", "-f", path)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		<-exited
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return addr
+		}
+		select {
+		case <-exited:
+			log, _ := os.ReadFile(filepath.Join(dir, "cache.log"))
+			t.Fatalf("squid exited:\n%s\n%s", out.String(), log)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(dir, "cache.log"))
+			t.Fatalf("squid did not listen on %s:\n%s\n%s", addr, out.String(), log)
+		}
+	}
+}
+
+// TestClustersSquidNode: squid as a plain forward-proxy node
+// (url = "http://…"). The gateway injects the credential itself (its
+// connection has it) and sends the request through squid, which forwards
+// it to the upstream: over plain http (allow_insecure), and as
+// GET https://…, which squid sends on over TLS. The upstream gets a live
+// token; the gateway's access line names the node.
+func TestClustersSquidNode(t *testing.T) {
+	idp := startIdP(t, 300, "opaque")
+	up := startUpstream(t)
+	up.Handle(introspecting(idp))
+	plain := httptest.NewServer(introspecting(idp))
+	t.Cleanup(plain.Close)
+	plainAddr := strings.TrimPrefix(plain.URL, "http://")
+	// squid reads the CA as its own user: give it a copy it can read
+	caDir := t.TempDir()
+	_ = os.Chmod(caDir, 0o755)
+	ca := filepath.Join(caDir, "ca.pem")
+	b, _ := os.ReadFile(getPKI(t).caFile)
+	if err := os.WriteFile(ca, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Debian's squid is the GnuTLS build: its reads after a TLS 1.3
+	// handshake with Go's server fail (ERR_READ_ERROR), so it is held to
+	// TLS 1.2 (a GnuTLS priority string).
+	squid := startSquid(t, "tls_outgoing_options cafile="+ca+" options=NORMAL:-VERS-TLS1.3")
+	gw := startAuthgress(t, config(idp.TokenURL(), up.Addr, "via = \"edge\"")+fmt.Sprintf(`
+[clusters.edge]
+health_interval = "1s"
+health_timeout = "500ms"
+nodes = [{ name = "squid", url = "http://%s" }]
+
+[connections.plain]
+hosts = [%q]
+credential = "app"
+via = "edge"
+allow_insecure = true
+`, squid, plainAddr))
+	for _, u := range []string{"http://" + plainAddr + "/plain", "http://" + up.Addr + "/tls"} {
+		resp, body := gw.Get(u)
+		if resp.StatusCode != 200 || resp.Header.Get("X-Token-Client") != "proxy-client" || !strings.Contains(resp.Header.Get("Via"), "squid") {
+			t.Fatalf("%s through squid: %d client %q: %s", u, resp.StatusCode, resp.Header.Get("X-Token-Client"), body)
+		}
+		t.Logf("%s through squid: %d %q, TLS to the upstream: %s, Via: %s", u, resp.StatusCode, body, resp.Header.Get("X-Seen-TLS"), resp.Header.Get("Via"))
+	}
+	for _, path := range []string{"/plain", "/tls"} {
+		l := gw.WaitLog(func(l map[string]any) bool { return l["msg"] == "request" && l["path"] == path })
+		if l["node"] != "edge/squid" || l["status"] != float64(200) {
+			t.Errorf("access line: %v", l)
+		}
 	}
 }
