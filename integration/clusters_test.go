@@ -585,6 +585,7 @@ func TestClustersFrozenAgents(t *testing.T) {
 	for _, a := range r.agents {
 		_ = a.cmd.Process.Signal(syscall.SIGSTOP)
 		t.Cleanup(func() { _ = a.cmd.Process.Signal(syscall.SIGCONT) })
+		waitStopped(t, a.cmd.Process.Pid)
 	}
 	took, msg := r.noAgent(t, gw)
 	t.Logf("both agents frozen: 503 after %s: %s", took.Round(time.Millisecond), msg)
@@ -941,5 +942,31 @@ allow_insecure = true
 		if l["node"] != "edge/squid" || l["status"] != float64(200) {
 			t.Errorf("access line: %v", l)
 		}
+	}
+}
+
+// waitStopped waits (up to 2s) until every thread of process pid is
+// stopped: a thread that ran on after SIGSTOP could still finish a TLS
+// handshake.
+func waitStopped(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+		stopped := len(tasks) > 0
+		for _, task := range tasks {
+			b, err := os.ReadFile(task)
+			// the state follows the command name in parentheses: "pid (comm) T ..."
+			if i := strings.LastIndexByte(string(b), ')'); err != nil || i < 0 || i+2 >= len(b) || b[i+2] != 'T' {
+				stopped = false
+			}
+		}
+		if stopped {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d is not stopped 2s after SIGSTOP", pid)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
