@@ -711,7 +711,13 @@ func (v *validator) retry(p string, r *Retry) {
 		v.r.errorf(p+".strategy", "must be exponential, fixed or retry_after")
 	}
 	v.duration(p+".interval", &r.Interval, time.Second)
-	v.duration(p+".max_interval", &r.MaxInterval, 30*time.Second)
+	// No default cap on one wait: the worked example (count 3,
+	// exponential, interval 10s) waits 10s, 20s and 40s; max_elapsed
+	// bounds the whole.
+	v.duration(p+".max_interval", &r.MaxInterval, 0)
+	if r.MaxInterval.Set && r.MaxInterval.D <= 0 {
+		v.r.errorf(p+".max_interval", "must be greater than zero (leave it out for no cap but max_elapsed)")
+	}
 	v.duration(p+".max_elapsed", &r.MaxElapsed, 2*time.Minute)
 	if r.Interval.D <= 0 {
 		v.r.errorf(p+".interval", "must be greater than zero")

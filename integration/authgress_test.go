@@ -26,6 +26,9 @@ type Authgress struct {
 	out     *syncBuffer
 	exited  chan struct{} // closed when the process has exited
 	exitErr error
+	killed  bool // Kill ended it on purpose: no exit status to check
+	env     []string
+	config  string // the config file's path
 }
 
 // secretsFile is the file vault every test uses: "app" holds the real
@@ -48,33 +51,79 @@ client_secret = "not-the-secret"
 // runs the binary until the test ends. {{SECRETS}} and {{CA}} are replaced.
 func startAuthgress(t *testing.T, config string, env ...string) *Authgress {
 	t.Helper()
-	a := &Authgress{t: t, Dir: t.TempDir(), out: &syncBuffer{}, exited: make(chan struct{})}
-	path := a.writeConfig(config)
-	a.cmd = exec.Command(binary, "run", "--config", path)
-	a.cmd.Env = append(os.Environ(), env...)
-	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
-	if err := a.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { a.exitErr = a.cmd.Wait(); close(a.exited) }()
+	a := &Authgress{t: t, Dir: t.TempDir(), out: &syncBuffer{}, env: env}
+	a.config = a.writeConfig(config)
+	a.launch()
 	t.Cleanup(a.stop)
+	return a
+}
+
+// launch starts the process and waits for a new "listening" line.
+func (a *Authgress) launch() {
+	a.t.Helper()
+	before := a.countLines("listening")
+	a.exited, a.exitErr, a.killed = make(chan struct{}), nil, false
+	cmd := exec.Command(binary, "run", "--config", a.config)
+	cmd.Env = append(os.Environ(), a.env...)
+	cmd.Stdout, cmd.Stderr = a.out, a.out
+	if err := cmd.Start(); err != nil {
+		a.t.Fatal(err)
+	}
+	a.cmd = cmd
+	exited := a.exited
+	go func() { a.exitErr = cmd.Wait(); close(exited) }()
 	deadline := time.Now().Add(15 * time.Second)
-	for a.Addr == "" {
+	for a.countLines("listening") == before {
 		if time.Now().After(deadline) {
-			t.Fatalf("authgress did not start:\n%s", a.out.String())
+			a.t.Fatalf("authgress did not start:\n%s", a.out.String())
 		}
 		select {
-		case <-a.exited:
-			t.Fatalf("authgress exited (%v):\n%s", a.exitErr, a.out.String())
+		case <-exited:
+			a.t.Fatalf("authgress exited (%v):\n%s", a.exitErr, a.out.String())
 		case <-time.After(20 * time.Millisecond):
 		}
-		for _, line := range a.logLines() {
-			if line["msg"] == "listening" {
-				a.Addr, _ = line["addr"].(string)
-			}
+	}
+	for _, line := range a.logLines() {
+		if line["msg"] == "listening" {
+			a.Addr, _ = line["addr"].(string)
 		}
 	}
-	return a
+}
+
+func (a *Authgress) countLines(msg string) int {
+	n := 0
+	for _, l := range a.logLines() {
+		if l["msg"] == msg {
+			n++
+		}
+	}
+	return n
+}
+
+// Kill sends SIGKILL (the process just disappears: no shutdown, no last
+// log lines) and waits until it is gone.
+func (a *Authgress) Kill() {
+	a.t.Helper()
+	_ = a.cmd.Process.Signal(syscall.SIGKILL)
+	select {
+	case <-a.exited:
+	case <-time.After(10 * time.Second):
+		a.t.Fatal("authgress survived SIGKILL for 10s")
+	}
+	a.killed = true
+}
+
+// Restart starts the process again with the same config file (so on the
+// same port if the config names one) after Kill or Terminate, and waits
+// until it listens.
+func (a *Authgress) Restart() {
+	a.t.Helper()
+	select {
+	case <-a.exited:
+	default:
+		a.t.Fatal("Restart: authgress is still running")
+	}
+	a.launch()
 }
 
 func (a *Authgress) writeConfig(config string) string {
@@ -84,6 +133,9 @@ func (a *Authgress) writeConfig(config string) string {
 		a.t.Fatal(err)
 	}
 	server := "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_timeout = \"5s\"\n"
+	if strings.Contains(config, "[server]\nlisten = ") { // a fixed port, e.g. to restart on it
+		server = "[server]\nshutdown_timeout = \"5s\"\n"
+	}
 	if strings.Contains(config, "[server]\n") { // the test sets server keys of its own
 		config, server = strings.Replace(config, "[server]\n", server, 1), ""
 	}
@@ -146,7 +198,7 @@ func (a *Authgress) Terminate(timeout time.Duration) error {
 	}
 	select {
 	case <-a.exited:
-		if a.exitErr != nil {
+		if a.exitErr != nil && !a.killed {
 			return fmt.Errorf("authgress exited with %v after SIGTERM", a.exitErr)
 		}
 		return nil

@@ -76,7 +76,8 @@ func buildRoutes(cfg *conf.Config, vaults vault.Set, profiles *tlsprofiles.Set, 
 			}
 			r.nodeRT = map[string]http.RoundTripper{}
 			for _, n := range r.Via.Nodes() {
-				r.nodeRT[n.Cluster] = profiles.Node(clusters.Cluster(n.Cluster).Profile, c.Timeout.D)
+				cl := clusters.Cluster(n.Cluster)
+				r.nodeRT[n.Cluster] = profiles.Node(cl.Profile, c.Timeout.D, cl.ConnectTimeout())
 			}
 		}
 		if c.Credential != "" {

@@ -34,21 +34,24 @@ type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 // come back as *neterr.ConnectError, so callers can tell "nothing was sent"
 // from a failure after the request went out.
 func NewTransport(p *Profile, dial DialFunc) *http.Transport {
-	return newTransport(p, dial, []string{"h2", "http/1.1"})
+	return newTransport(p, dial, []string{"h2", "http/1.1"}, 0)
 }
 
 // NewNodeTransport returns a transport to HTTP forward proxies (agent
 // nodes): TLS with the profile (its client certificate is the gateway's
 // identity), HTTP/1.1 only, since proxy requests carry absolute URIs,
-// which HTTP/2 cannot.
-func NewNodeTransport(p *Profile) *http.Transport {
-	t := newTransport(p, nil, []string{"http/1.1"})
+// which HTTP/2 cannot. connect bounds the dial and the TLS handshake
+// together (0: the upstream defaults), so that a node that accepts
+// connections but never answers (a frozen process) is passed over for
+// another as soon as a health check would fail it.
+func NewNodeTransport(p *Profile, connect time.Duration) *http.Transport {
+	t := newTransport(p, nil, []string{"http/1.1"}, connect)
 	t.ForceAttemptHTTP2 = false
 	t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 	return t
 }
 
-func newTransport(p *Profile, dial DialFunc, protos []string) *http.Transport {
+func newTransport(p *Profile, dial DialFunc, protos []string, connect time.Duration) *http.Transport {
 	if dial == nil {
 		dial = (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext
 	}
@@ -56,7 +59,7 @@ func newTransport(p *Profile, dial DialFunc, protos []string) *http.Transport {
 	if len(cfg.NextProtos) == 0 {
 		cfg.NextProtos = protos
 	}
-	c := connector{dial: dial, tls: cfg}
+	c := connector{dial: dial, tls: cfg, connect: connect}
 	return &http.Transport{
 		Proxy:                 nil,
 		DialContext:           c.dialTCP,
@@ -75,9 +78,17 @@ func newTransport(p *Profile, dial DialFunc, protos []string) *http.Transport {
 type connector struct {
 	dial DialFunc
 	tls  *tls.Config
+	// connect bounds the dial and the handshake together (0: dialTimeout
+	// and tlsHandshakeTimeout, each).
+	connect time.Duration
 }
 
 func (c connector) dialTCP(ctx context.Context, network, addr string) (net.Conn, error) {
+	if c.connect > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.connect)
+		defer cancel()
+	}
 	conn, err := c.dial(ctx, network, addr)
 	if err != nil {
 		return nil, &neterr.ConnectError{Err: err}
@@ -88,6 +99,13 @@ func (c connector) dialTCP(ctx context.Context, network, addr string) (net.Conn,
 // dialTLS dials and completes the TLS handshake within tlsHandshakeTimeout.
 // The server name is the address's host unless the profile overrides it.
 func (c connector) dialTLS(ctx context.Context, network, addr string) (net.Conn, error) {
+	handshake := tlsHandshakeTimeout
+	if c.connect > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.connect)
+		defer cancel()
+		handshake = c.connect
+	}
 	conn, err := c.dialTCP(ctx, network, addr)
 	if err != nil {
 		return nil, err
@@ -102,7 +120,7 @@ func (c connector) dialTLS(ctx context.Context, network, addr string) (net.Conn,
 		cfg.ServerName = host
 	}
 	tc := tls.Client(conn, cfg)
-	hctx, cancel := context.WithTimeout(ctx, tlsHandshakeTimeout)
+	hctx, cancel := context.WithTimeout(ctx, handshake)
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {
 		_ = conn.Close()
@@ -161,7 +179,8 @@ type Set struct {
 type upstreamKey struct {
 	profile string
 	timeout time.Duration
-	node    bool // a transport to agent nodes
+	node    bool          // a transport to agent nodes
+	connect time.Duration // nodes: the bound on dial and handshake
 }
 
 // NewSet returns an empty set (its default transport uses system trust).
@@ -221,7 +240,7 @@ func (s *Set) Transport(name string) *Transport {
 func (s *Set) Upstream(name string, timeout time.Duration) *Transport {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := upstreamKey{name, timeout, false}
+	k := upstreamKey{name, timeout, false, 0}
 	if t, ok := s.upstream[k]; ok {
 		return t
 	}
@@ -233,17 +252,19 @@ func (s *Set) Upstream(name string, timeout time.Duration) *Transport {
 }
 
 // Node returns the profile's transport to agent nodes for requests that
-// must see response headers within timeout; like Upstream, one per
-// (profile, timeout), renewed when the profile's identity rotates.
-func (s *Set) Node(name string, timeout time.Duration) *Transport {
+// must see response headers within timeout, whose connections must be
+// dialled and handshaken within connect (the cluster's health_timeout);
+// like Upstream, one per (profile, timeout, connect), renewed when the
+// profile's identity rotates.
+func (s *Set) Node(name string, timeout, connect time.Duration) *Transport {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := upstreamKey{name, timeout, true}
+	k := upstreamKey{name, timeout, true, connect}
 	if t, ok := s.upstream[k]; ok {
 		return t
 	}
 	p := s.profiles[name] // nil for "": system roots, no client certificate
-	base := NewNodeTransport(p)
+	base := NewNodeTransport(p, connect)
 	base.ResponseHeaderTimeout = timeout
 	t := newRotatingTransport(base)
 	s.upstream[k] = t

@@ -52,7 +52,7 @@ func Build(cfg *conf.Config, profiles *tlsprofiles.Set, prev *Set, log *slog.Log
 		}
 		cl := &Cluster{Name: name, Mode: Failover, Profile: c.Profile, tls: prof.ClientConfig(),
 			interval: c.HealthInterval.D, timeout: c.HealthTimeout.D, healthURL: c.HealthURL,
-			check: profiles.Node(c.Profile, c.HealthTimeout.D)}
+			check: profiles.Node(c.Profile, c.HealthTimeout.D, c.HealthTimeout.D)}
 		if c.Mode == "balance" {
 			cl.Mode = Balance
 		}
@@ -142,8 +142,14 @@ func (s *Set) Via(via string, caps []string) (*Via, error) {
 	return &Via{Name: via, nodes: []*Node{n}, mode: Failover, next: &cl.next}, nil
 }
 
-// Cluster returns the named cluster's profile and whether it exists.
+// Cluster returns the named cluster (nil if there is none).
 func (s *Set) Cluster(name string) *Cluster { return s.clusters[name] }
+
+// ConnectTimeout bounds a connection to a node of the cluster, dial and
+// TLS handshake together: its health_timeout. A node that cannot be
+// connected to within it would fail its health check too; the request
+// goes to another node (nothing was sent).
+func (cl *Cluster) ConnectTimeout() time.Duration { return cl.timeout }
 
 func hasAll(have, want []string) bool {
 	for _, w := range want {

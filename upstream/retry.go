@@ -17,7 +17,7 @@ type Policy struct {
 	Count       int
 	Strategy    string // exponential | fixed | retry_after
 	Interval    time.Duration
-	MaxInterval time.Duration
+	MaxInterval time.Duration // caps one wait (0: no cap)
 	MaxElapsed  time.Duration
 	OnStatus    []int
 	OnError     []string // connect | timeout | reset

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"testing"
 	"time"
+
+	"github.com/authgress/authgress/conf"
 )
 
 func nodes(states ...State) []*Node {
@@ -157,5 +159,37 @@ func TestRetryPolicy(t *testing.T) {
 		if got := p.Retries(tc.method, tc.status, tc.kind); got != tc.want {
 			t.Errorf("Retries(%s, %d, %q) = %v", tc.method, tc.status, tc.kind, got)
 		}
+	}
+}
+
+// TestWorkedExampleWithDefaults: the worked example, count 3, exponential,
+// interval 10s and nothing else, waits 10s, 20s and 40s: no default
+// max_interval cuts the third wait short (max_elapsed still bounds the
+// whole); a max_interval that is set caps each wait.
+func TestWorkedExampleWithDefaults(t *testing.T) {
+	for _, tc := range []struct {
+		retry string
+		want  []time.Duration
+	}{
+		{`{ count = 3, strategy = "exponential", interval = "10s" }`, []time.Duration{10 * time.Second, 20 * time.Second, 40 * time.Second}},
+		{`{ count = 3, strategy = "exponential", interval = "10s", max_interval = "30s" }`, []time.Duration{10 * time.Second, 20 * time.Second, 30 * time.Second}},
+	} {
+		cfg, probs := conf.Parse("t.toml", []byte("[connections.api]\nhosts = [\"api.example.com\"]\nretry = "+tc.retry+"\n"))
+		if probs.HasErrors() {
+			t.Fatal(probs)
+		}
+		p := NewPolicy(cfg.Connections["api"].Retry)
+		p.Jitter = func() float64 { return 1 }
+		for n, want := range tc.want {
+			if got := p.Delay(n, nil, time.Now()); got != want {
+				t.Errorf("retry = %s: wait %d is %s, want %s", tc.retry, n+1, got, want)
+			}
+		}
+		if p.MaxElapsed != 2*time.Minute {
+			t.Errorf("max_elapsed defaults to %s", p.MaxElapsed)
+		}
+	}
+	if _, probs := conf.Parse("t.toml", []byte("[connections.api]\nhosts = [\"api.example.com\"]\nretry = { count = 1, max_interval = \"0s\" }\n")); !probs.HasErrors() {
+		t.Error("max_interval = \"0s\" is accepted")
 	}
 }
