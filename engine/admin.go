@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/authgress/authgress/conf"
+	"github.com/authgress/authgress/proxy"
 	"github.com/authgress/authgress/tlsprofiles"
 	"github.com/authgress/authgress/upstream"
 )
@@ -105,11 +106,42 @@ type connectionStatus struct {
 	Hosts      []string `json:"hosts"`
 	Paths      []string `json:"paths,omitempty"`
 	Credential string   `json:"credential,omitempty"`
+	Grant      string   `json:"grant,omitempty"` // the credential's grant
+	Vault      string   `json:"vault,omitempty"` // the credential's vault
 	Scopes     string   `json:"scopes,omitempty"`
 	Profile    string   `json:"profile,omitempty"`
 	URL        string   `json:"url,omitempty"`
 	Listen     string   `json:"listen,omitempty"` // the reverse listener's bound address
 	Clients    []string `json:"clients,omitempty"`
+	// Ways are the ways in that reach the connection: "forward" (plain
+	// http:// through the proxy), "intercept" (CONNECT, intercepted),
+	// "reverse" (its own listener, at Listen).
+	Ways  []string         `json:"ways"`
+	Via   string           `json:"via,omitempty"`
+	Nodes []connectionNode `json:"nodes,omitempty"` // the nodes via may pick
+	// Token is the state of the token this connection injects (its
+	// credential with its scopes); nil without a credential.
+	Token *connectionToken `json:"token,omitempty"`
+	// Requests and Errors count since the process started (a reload keeps
+	// them): Errors are requests authgress answered with an error code, or
+	// that the upstream answered with a 5xx; LastError is the latest.
+	Requests  int64            `json:"requests"`
+	Errors    int64            `json:"errors"`
+	LastError *proxy.LastError `json:"last_error,omitempty"`
+}
+
+type connectionNode struct {
+	Cluster string `json:"cluster"`
+	Name    string `json:"name"`
+	State   string `json:"state"` // healthy | unknown | down
+}
+
+type connectionToken struct {
+	State      string     `json:"state"` // valid | none
+	ExpiresIn  float64    `json:"expires_in_seconds"`
+	LastFetch  *time.Time `json:"last_fetch,omitempty"`
+	LastResult string     `json:"last_result,omitempty"`
+	LastError  string     `json:"last_error,omitempty"`
 }
 
 type credentialStatus struct {
@@ -151,6 +183,34 @@ func (e *Engine) Status() StatusDoc {
 		}
 		if r.Token != nil {
 			c.Scopes = r.Token.Scopes
+			cred := rt.cfg.Credentials[r.Credential]
+			c.Grant, c.Vault = grantOf(cred), cred.Vault
+			st := r.Token.State()
+			c.Token = &connectionToken{State: "none", LastResult: st.LastResult, LastError: st.LastError}
+			if st.HasToken {
+				c.Token.State, c.Token.ExpiresIn = "valid", secondsUntil(st.ExpiresAt)
+			}
+			if !st.LastFetch.IsZero() {
+				c.Token.LastFetch = &st.LastFetch
+			}
+		}
+		if len(r.Patterns) > 0 {
+			c.Ways = append(c.Ways, "forward")
+			if rt.proxy.Intercept != nil {
+				c.Ways = append(c.Ways, "intercept")
+			}
+		}
+		if r.Listen != "" {
+			c.Ways = append(c.Ways, "reverse")
+		}
+		if r.Via != nil {
+			c.Via = r.Via.Name
+			for _, n := range r.Via.Nodes() {
+				c.Nodes = append(c.Nodes, connectionNode{Cluster: n.Cluster, Name: n.Name, State: n.State().String()})
+			}
+		}
+		if r.Stats != nil {
+			c.Requests, c.Errors, c.LastError = r.Stats.Requests(), r.Stats.Errors(), r.Stats.Last()
 		}
 		doc.Connections = append(doc.Connections, c)
 	}
@@ -159,7 +219,7 @@ func (e *Engine) Status() StatusDoc {
 		c := credentialStatus{Name: s.Name, Scopes: s.Scopes, TokenState: "none", LastError: st.LastError, Fetches: st.Fetches}
 		if st.HasToken {
 			c.TokenState = "valid"
-			c.ExpiresIn = float64(time.Until(st.ExpiresAt).Round(time.Second) / time.Second)
+			c.ExpiresIn = secondsUntil(st.ExpiresAt)
 		}
 		if !st.LastFetch.IsZero() {
 			c.LastFetch = &st.LastFetch
@@ -204,6 +264,14 @@ func (e *Engine) Status() StatusDoc {
 	}
 	return doc
 }
+
+// secondsUntil is the whole seconds left until t.
+func secondsUntil(t time.Time) float64 {
+	return float64(time.Until(t).Round(time.Second) / time.Second)
+}
+
+// grantOf names a credential's OAuth grant.
+func grantOf(*conf.Credential) string { return "client_credentials" }
 
 func sortedNames[T any](m map[string]T) []string { return slices.Sorted(maps.Keys(m)) }
 

@@ -34,6 +34,7 @@ type Engine struct {
 	log     *slog.Logger
 	tokens  *tokencache.Cache
 	tunnels *proxy.Tunnels
+	stats   *proxy.StatsSet // per-connection request counters, across reloads
 	cur     atomic.Pointer[generation]
 	mu      sync.Mutex // one reload at a time
 
@@ -49,7 +50,7 @@ func New(ctx context.Context, cfg *conf.Config, opts Options) (*Engine, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{opts: opts, log: opts.Log, tokens: tokencache.New(opts.Log), tunnels: proxy.NewTunnels(), errc: make(chan error, 16),
+	e := &Engine{opts: opts, log: opts.Log, tokens: tokencache.New(opts.Log), tunnels: proxy.NewTunnels(), stats: proxy.NewStatsSet(), errc: make(chan error, 16),
 		listeners: listenerSet{byKey: map[string]*listener{}}}
 	g, err := e.build(ctx, cfg)
 	if err != nil {
@@ -169,13 +170,15 @@ func (e *Engine) Reload(ctx context.Context) error {
 	if p != nil {
 		e.commit(p, g) // listeners added, removed or moved; the others keep their connections
 	}
-	keep := map[string]bool{}
+	keep, names := map[string]bool{}, map[string]bool{}
 	for _, r := range g.proxy.Routes {
+		names[r.Name] = true
 		if r.Token != nil {
 			keep[r.Token.Key] = true
 		}
 	}
 	e.tokens.Retain(keep)
+	e.stats.Retain(names)
 	old.stop()
 	old.profiles.CloseIdle() // in-flight requests finish on their connections
 	e.log.Info("config reloaded", "connections", len(g.proxy.Routes), "credentials", len(cfg.Credentials), "token_slots", len(keep))
