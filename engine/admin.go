@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -11,17 +13,21 @@ import (
 	"time"
 
 	"github.com/authgress/authgress/conf"
+	"github.com/authgress/authgress/dashboard"
 	"github.com/authgress/authgress/proxy"
 	"github.com/authgress/authgress/tlsprofiles"
 	"github.com/authgress/authgress/upstream"
 )
 
 // adminServer serves /healthz (alive), /readyz (config loaded and every
-// prefetch credential holds a token), /metrics (Prometheus) and /status
-// (JSON, never a token or secret value).
+// prefetch credential holds a token), /metrics (Prometheus), /status
+// (JSON, never a token or secret value) and the connections dashboard (/
+// and POST /api/test/{connection}). With [server.admin_auth], every path
+// but /healthz, /readyz and /metrics needs one of its users.
 func (e *Engine) adminServer() *http.Server {
 	metrics := e.opts.Metrics
 	mux := http.NewServeMux()
+	e.dashboard.Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		for _, s := range e.cur.Load().prefetch {
@@ -47,7 +53,47 @@ func (e *Engine) adminServer() *http.Server {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(e.Status())
 	})
-	return &http.Server{Handler: mux, ReadHeaderTimeout: conf.DefaultReadHeaderTimeout, IdleTimeout: conf.DefaultIdleTimeout}
+	return &http.Server{Handler: e.adminAuth(mux), ReadHeaderTimeout: conf.DefaultReadHeaderTimeout, IdleTimeout: conf.DefaultIdleTimeout}
+}
+
+// adminAuth lets /healthz, /readyz and /metrics through (probes and
+// Prometheus) and asks every other request for a user of the current
+// configuration's [server.admin_auth], if it has one.
+func (e *Engine) adminAuth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/healthz", "/readyz", "/metrics":
+			next.ServeHTTP(w, r)
+			return
+		}
+		if users := e.cur.Load().adminUsers; users != nil {
+			if _, ok := users.Check(r); !ok {
+				dashboard.Challenge(w)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// testForDashboard is the dashboard's connection test: TestConnection
+// with the connection's defaults, bounded like `authgress test`.
+func (e *Engine) testForDashboard(ctx context.Context, name string) (any, error) {
+	c := e.Config().Connections[name]
+	if c == nil {
+		return nil, dashboard.ErrNotFound
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout.D+30*time.Second)
+	defer cancel()
+	rep, err := e.TestConnection(ctx, name, TestOptions{})
+	switch {
+	case errors.Is(err, ErrUnknownConnection):
+		return nil, dashboard.ErrNotFound
+	case errors.Is(err, ErrNeedHost):
+		return &TestReport{Connection: name, Method: http.MethodGet, Result: "this connection has only wildcard hosts: test it with authgress test " + name + " --host HOST",
+			Stages: []TestStage{{Stage: StageUpstream, Detail: "no host to call: every host of this connection is a wildcard"}}}, nil
+	}
+	return rep, err
 }
 
 // StatusDoc is the /status document.

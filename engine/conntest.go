@@ -59,7 +59,7 @@ type TestReport struct {
 	// whose request matched another connection tested nothing.
 	Matched string `json:"matched"`
 	// Code is the authgress error code when authgress answered.
-	Code string `json:"error,omitempty"`
+	Code string `json:"error_code,omitempty"`
 	// Result is "ok", or why the test failed, in a sentence.
 	Result string      `json:"result"`
 	Stages []TestStage `json:"stages"`

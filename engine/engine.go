@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 
 	"github.com/authgress/authgress/conf"
+	"github.com/authgress/authgress/dashboard"
 	"github.com/authgress/authgress/proxy"
 	"github.com/authgress/authgress/tokencache"
 )
@@ -35,8 +36,11 @@ type Engine struct {
 	tokens  *tokencache.Cache
 	tunnels *proxy.Tunnels
 	stats   *proxy.StatsSet // per-connection request counters, across reloads
-	cur     atomic.Pointer[generation]
-	mu      sync.Mutex // one reload at a time
+	// dashboard is the admin listener's page; its CSRF token lives as long
+	// as the process.
+	dashboard *dashboard.Dashboard
+	cur       atomic.Pointer[generation]
+	mu        sync.Mutex // one reload at a time
 
 	listeners listenerSet
 	errc      chan error
@@ -52,6 +56,7 @@ func New(ctx context.Context, cfg *conf.Config, opts Options) (*Engine, error) {
 	}
 	e := &Engine{opts: opts, log: opts.Log, tokens: tokencache.New(opts.Log), tunnels: proxy.NewTunnels(), stats: proxy.NewStatsSet(), errc: make(chan error, 16),
 		listeners: listenerSet{byKey: map[string]*listener{}}}
+	e.dashboard = dashboard.New(dashboard.Options{Version: opts.Version, Test: e.testForDashboard})
 	g, err := e.build(ctx, cfg)
 	if err != nil {
 		return nil, err
