@@ -67,22 +67,29 @@ func (e *Engine) adminAuth(next http.Handler) http.Handler {
 			return
 		}
 		if users := e.cur.Load().adminUsers; users != nil {
-			if _, ok := users.Check(r); !ok {
+			user, ok := users.Check(r)
+			if !ok {
 				dashboard.Challenge(w)
 				return
 			}
+			r = r.WithContext(context.WithValue(r.Context(), adminUserKey{}, user))
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
+// adminUserKey carries the [server.admin_auth] user of an admin request.
+type adminUserKey struct{}
+
 // testForDashboard is the dashboard's connection test: TestConnection
-// with the connection's defaults, bounded like `authgress test`.
+// with the connection's defaults, bounded like `authgress test`. Each test
+// is logged (with the admin user, if any), since it sends a real request.
 func (e *Engine) testForDashboard(ctx context.Context, name string) (any, error) {
 	c := e.Config().Connections[name]
 	if c == nil {
 		return nil, dashboard.ErrNotFound
 	}
+	user, _ := ctx.Value(adminUserKey{}).(string)
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout.D+30*time.Second)
 	defer cancel()
 	rep, err := e.TestConnection(ctx, name, TestOptions{})
@@ -90,10 +97,20 @@ func (e *Engine) testForDashboard(ctx context.Context, name string) (any, error)
 	case errors.Is(err, ErrUnknownConnection):
 		return nil, dashboard.ErrNotFound
 	case errors.Is(err, ErrNeedHost):
-		return &TestReport{Connection: name, Method: http.MethodGet, Result: "this connection has only wildcard hosts: test it with authgress test " + name + " --host HOST",
+		rep, err = &TestReport{Connection: name, Method: http.MethodGet, Result: "this connection has only wildcard hosts: test it with authgress test " + name + " --host HOST",
 			Stages: []TestStage{{Stage: StageUpstream, Detail: "no host to call: every host of this connection is a wildcard"}}}, nil
+	case err != nil:
+		return nil, err
 	}
-	return rep, err
+	attrs := []any{"connection", name, "ok", rep.OK, "status", rep.Status, "result", rep.Result}
+	if n := len(rep.Stages); n > 0 && !rep.Stages[n-1].OK {
+		attrs = append(attrs, "failed_stage", rep.Stages[n-1].Stage)
+	}
+	if user != "" {
+		attrs = append(attrs, "admin_user", user)
+	}
+	e.log.Info("connection test", attrs...)
+	return rep, nil
 }
 
 // StatusDoc is the /status document.

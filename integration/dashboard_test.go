@@ -451,6 +451,12 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.waitFor("the rows", `document.querySelectorAll('tr.conn').length === 6`)
 	a.Get("http://" + up.Addr + "/orders/2")
 	b.waitFor("the fourth request of orders", `document.querySelector('tr.conn[data-name="orders"] .requests').textContent === '4'`)
+	// A keyboard user keeps the focus across refreshes.
+	b.do("focusing a button", chromedp.Focus(chromedp.CSS(`tr.conn[data-name="legacy"] button.test`)))
+	time.Sleep(2200 * time.Millisecond)
+	if f := run(b, "focus", chromedp.Evaluate[string](`(e => e.closest('tr') ? e.closest('tr').dataset.name + ' ' + e.className : e.tagName)(document.activeElement)`)); f != "legacy test" {
+		t.Errorf("after two refreshes the focus is on %q, want the Test button of legacy", f)
+	}
 
 	// The screenshot of the docs: two tests shown, wide screen.
 	b.do("showing two results", chromedp.Click(chromedp.CSS(`tr.conn[data-name="orders"] button.test`)), chromedp.Click(chromedp.CSS(`tr.conn[data-name="crm"] button.test`)))
@@ -630,6 +636,9 @@ func TestDashboardAdminAuth(t *testing.T) {
 	if status, stages := b.testConnection("api"); status != "test-status ok ✓ ok (200)" || len(stages) != 3 {
 		t.Fatalf("Test connection in the page: %q %v", status, stages)
 	}
+	a.WaitLog(func(l map[string]any) bool {
+		return l["msg"] == "connection test" && l["connection"] == "api" && l["ok"] == true && l["admin_user"] == "ops"
+	})
 	forged := run(b, "a POST without the token", chromedp.Evaluate[int](`fetch('/api/test/api', {method: 'POST'}).then(r => r.status)`, chromedp.EvalAwaitPromise))
 	if forged != 403 {
 		t.Errorf("a script's POST without the CSRF token: %d, want 403", forged)

@@ -324,17 +324,22 @@
     fill(document.getElementById('loaded'), d.loaded_at ? ago(d.loaded_at) : '');
     document.getElementById('loaded').title = when(d.loaded_at);
     fill(document.getElementById('version'), d.version || '');
-    var seen = new Set();
+    var seen = new Set(), order = [];
     list(d.connections).forEach(function (c) {
       seen.add(c.name);
       var r = rows.get(c.name);
       if (!r) { r = makeRow(c.name); rows.set(c.name, r); }
       renderRow(r, c);
-      tbody.append(r.row, r.details); // in /status order
+      order.push(r.row, r.details);
     });
     rows.forEach(function (r, name) {
       if (!seen.has(name)) { r.row.remove(); r.details.remove(); rows.delete(name); }
     });
+    // Rows in /status order. They move only when that order changed, so a
+    // refresh does not take the keyboard focus from a button.
+    var cur = tbody.children;
+    var same = cur.length === order.length && order.every(function (e, i) { return cur[i] === e; });
+    if (!same) order.forEach(function (e) { tbody.append(e); });
     applyFilter();
   }
 
