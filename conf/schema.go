@@ -36,6 +36,9 @@ type Server struct {
 	MaxHeaderBytes    int         `toml:"max_header_bytes"`
 	TLS               *ServerTLS  `toml:"tls"`
 	Auth              *ServerAuth `toml:"auth"`
+	// AdminAuth is Basic authentication on the admin listener (every path
+	// but /healthz, /readyz and /metrics).
+	AdminAuth *ServerAuth `toml:"admin_auth"`
 }
 
 // ServerTLS puts TLS (and optionally client-certificate checks) on the proxy listener.

@@ -194,24 +194,35 @@ func (v *validator) server() {
 		}
 	}
 	if s.Auth != nil {
-		if len(s.Auth.Users) == 0 {
-			v.r.errorf("server.auth.users", "[server.auth] needs at least one user")
+		v.users("server.auth", s.Auth)
+	}
+	if s.AdminAuth != nil {
+		v.users("server.admin_auth", s.AdminAuth)
+	}
+	if host, _, err := net.SplitHostPort(s.Admin); err == nil && s.AdminAuth == nil && !IsLoopbackHost(host) {
+		v.r.warnf("server.admin", "the admin listener %q is not on loopback and has no [server.admin_auth]: anyone who reaches it sees the dashboard and /status and can run connection tests", s.Admin)
+	}
+}
+
+// users checks the Basic users of [server.auth] or [server.admin_auth].
+func (v *validator) users(table string, a *ServerAuth) {
+	if len(a.Users) == 0 {
+		v.r.errorf(table+".users", "[%s] needs at least one user", table)
+	}
+	seen := map[string]bool{}
+	for i := range a.Users {
+		u := &a.Users[i]
+		p := fmt.Sprintf("%s.users[%d]", table, i)
+		switch {
+		case u.Name == "":
+			v.r.errorf(p+".name", "is required")
+		case strings.Contains(u.Name, ":"):
+			v.r.errorf(p+".name", "a user name cannot contain ':'")
+		case seen[u.Name]:
+			v.r.errorf(p+".name", "user %q is listed twice", u.Name)
 		}
-		seen := map[string]bool{}
-		for i := range s.Auth.Users {
-			u := &s.Auth.Users[i]
-			p := fmt.Sprintf("server.auth.users[%d]", i)
-			switch {
-			case u.Name == "":
-				v.r.errorf(p+".name", "is required")
-			case strings.Contains(u.Name, ":"):
-				v.r.errorf(p+".name", "a proxy user name cannot contain ':'")
-			case seen[u.Name]:
-				v.r.errorf(p+".name", "user %q is listed twice", u.Name)
-			}
-			seen[u.Name] = true
-			v.secret(p+".password", &u.Password, true)
-		}
+		seen[u.Name] = true
+		v.secret(p+".password", &u.Password, true)
 	}
 }
 

@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -11,16 +13,21 @@ import (
 	"time"
 
 	"github.com/authgress/authgress/conf"
+	"github.com/authgress/authgress/dashboard"
+	"github.com/authgress/authgress/proxy"
 	"github.com/authgress/authgress/tlsprofiles"
 	"github.com/authgress/authgress/upstream"
 )
 
 // adminServer serves /healthz (alive), /readyz (config loaded and every
-// prefetch credential holds a token), /metrics (Prometheus) and /status
-// (JSON, never a token or secret value).
+// prefetch credential holds a token), /metrics (Prometheus), /status
+// (JSON, never a token or secret value) and the connections dashboard (/
+// and POST /api/test/{connection}). With [server.admin_auth], every path
+// but /healthz, /readyz and /metrics needs one of its users.
 func (e *Engine) adminServer() *http.Server {
 	metrics := e.opts.Metrics
 	mux := http.NewServeMux()
+	e.dashboard.Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		for _, s := range e.cur.Load().prefetch {
@@ -46,7 +53,64 @@ func (e *Engine) adminServer() *http.Server {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(e.Status())
 	})
-	return &http.Server{Handler: mux, ReadHeaderTimeout: conf.DefaultReadHeaderTimeout, IdleTimeout: conf.DefaultIdleTimeout}
+	return &http.Server{Handler: e.adminAuth(mux), ReadHeaderTimeout: conf.DefaultReadHeaderTimeout, IdleTimeout: conf.DefaultIdleTimeout}
+}
+
+// adminAuth lets /healthz, /readyz and /metrics through (probes and
+// Prometheus) and asks every other request for a user of the current
+// configuration's [server.admin_auth], if it has one.
+func (e *Engine) adminAuth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/healthz", "/readyz", "/metrics":
+			next.ServeHTTP(w, r)
+			return
+		}
+		if users := e.cur.Load().adminUsers; users != nil {
+			user, ok := users.Check(r)
+			if !ok {
+				dashboard.Challenge(w)
+				return
+			}
+			r = r.WithContext(context.WithValue(r.Context(), adminUserKey{}, user))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// adminUserKey carries the [server.admin_auth] user of an admin request.
+type adminUserKey struct{}
+
+// testForDashboard is the dashboard's connection test: TestConnection
+// with the connection's defaults, bounded like `authgress test`. Each test
+// is logged (with the admin user, if any), since it sends a real request.
+func (e *Engine) testForDashboard(ctx context.Context, name string) (any, error) {
+	c := e.Config().Connections[name]
+	if c == nil {
+		return nil, dashboard.ErrNotFound
+	}
+	user, _ := ctx.Value(adminUserKey{}).(string)
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout.D+30*time.Second)
+	defer cancel()
+	rep, err := e.TestConnection(ctx, name, TestOptions{})
+	switch {
+	case errors.Is(err, ErrUnknownConnection):
+		return nil, dashboard.ErrNotFound
+	case errors.Is(err, ErrNeedHost):
+		rep, err = &TestReport{Connection: name, Method: http.MethodGet, Result: "this connection has only wildcard hosts: test it with authgress test " + name + " --host HOST",
+			Stages: []TestStage{{Stage: StageUpstream, Detail: "no host to call: every host of this connection is a wildcard"}}}, nil
+	case err != nil:
+		return nil, err
+	}
+	attrs := []any{"connection", name, "ok", rep.OK, "status", rep.Status, "result", rep.Result}
+	if n := len(rep.Stages); n > 0 && !rep.Stages[n-1].OK {
+		attrs = append(attrs, "failed_stage", rep.Stages[n-1].Stage)
+	}
+	if user != "" {
+		attrs = append(attrs, "admin_user", user)
+	}
+	e.log.Info("connection test", attrs...)
+	return rep, nil
 }
 
 // StatusDoc is the /status document.
@@ -105,11 +169,42 @@ type connectionStatus struct {
 	Hosts      []string `json:"hosts"`
 	Paths      []string `json:"paths,omitempty"`
 	Credential string   `json:"credential,omitempty"`
+	Grant      string   `json:"grant,omitempty"` // the credential's grant
+	Vault      string   `json:"vault,omitempty"` // the credential's vault
 	Scopes     string   `json:"scopes,omitempty"`
 	Profile    string   `json:"profile,omitempty"`
 	URL        string   `json:"url,omitempty"`
 	Listen     string   `json:"listen,omitempty"` // the reverse listener's bound address
 	Clients    []string `json:"clients,omitempty"`
+	// Ways are the ways in that reach the connection: "forward" (plain
+	// http:// through the proxy), "intercept" (CONNECT, intercepted),
+	// "reverse" (its own listener, at Listen).
+	Ways  []string         `json:"ways"`
+	Via   string           `json:"via,omitempty"`
+	Nodes []connectionNode `json:"nodes,omitempty"` // the nodes via may pick
+	// Token is the state of the token this connection injects (its
+	// credential with its scopes); nil without a credential.
+	Token *connectionToken `json:"token,omitempty"`
+	// Requests and Errors count since the process started (a reload keeps
+	// them): Errors are requests authgress answered with an error code, or
+	// that the upstream answered with a 5xx; LastError is the latest.
+	Requests  int64            `json:"requests"`
+	Errors    int64            `json:"errors"`
+	LastError *proxy.LastError `json:"last_error,omitempty"`
+}
+
+type connectionNode struct {
+	Cluster string `json:"cluster"`
+	Name    string `json:"name"`
+	State   string `json:"state"` // healthy | unknown | down
+}
+
+type connectionToken struct {
+	State      string     `json:"state"` // valid | none
+	ExpiresIn  float64    `json:"expires_in_seconds"`
+	LastFetch  *time.Time `json:"last_fetch,omitempty"`
+	LastResult string     `json:"last_result,omitempty"`
+	LastError  string     `json:"last_error,omitempty"`
 }
 
 type credentialStatus struct {
@@ -151,6 +246,34 @@ func (e *Engine) Status() StatusDoc {
 		}
 		if r.Token != nil {
 			c.Scopes = r.Token.Scopes
+			cred := rt.cfg.Credentials[r.Credential]
+			c.Grant, c.Vault = grantOf(cred), cred.Vault
+			st := r.Token.State()
+			c.Token = &connectionToken{State: "none", LastResult: st.LastResult, LastError: st.LastError}
+			if st.HasToken {
+				c.Token.State, c.Token.ExpiresIn = "valid", secondsUntil(st.ExpiresAt)
+			}
+			if !st.LastFetch.IsZero() {
+				c.Token.LastFetch = &st.LastFetch
+			}
+		}
+		if len(r.Patterns) > 0 {
+			c.Ways = append(c.Ways, "forward")
+			if rt.proxy.Intercept != nil {
+				c.Ways = append(c.Ways, "intercept")
+			}
+		}
+		if r.Listen != "" {
+			c.Ways = append(c.Ways, "reverse")
+		}
+		if r.Via != nil {
+			c.Via = r.Via.Name
+			for _, n := range r.Via.Nodes() {
+				c.Nodes = append(c.Nodes, connectionNode{Cluster: n.Cluster, Name: n.Name, State: n.State().String()})
+			}
+		}
+		if r.Stats != nil {
+			c.Requests, c.Errors, c.LastError = r.Stats.Requests(), r.Stats.Errors(), r.Stats.Last()
 		}
 		doc.Connections = append(doc.Connections, c)
 	}
@@ -159,7 +282,7 @@ func (e *Engine) Status() StatusDoc {
 		c := credentialStatus{Name: s.Name, Scopes: s.Scopes, TokenState: "none", LastError: st.LastError, Fetches: st.Fetches}
 		if st.HasToken {
 			c.TokenState = "valid"
-			c.ExpiresIn = float64(time.Until(st.ExpiresAt).Round(time.Second) / time.Second)
+			c.ExpiresIn = secondsUntil(st.ExpiresAt)
 		}
 		if !st.LastFetch.IsZero() {
 			c.LastFetch = &st.LastFetch
@@ -204,6 +327,14 @@ func (e *Engine) Status() StatusDoc {
 	}
 	return doc
 }
+
+// secondsUntil is the whole seconds left until t.
+func secondsUntil(t time.Time) float64 {
+	return float64(time.Until(t).Round(time.Second) / time.Second)
+}
+
+// grantOf names a credential's OAuth grant.
+func grantOf(*conf.Credential) string { return "client_credentials" }
 
 func sortedNames[T any](m map[string]T) []string { return slices.Sorted(maps.Keys(m)) }
 

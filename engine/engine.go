@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 
 	"github.com/authgress/authgress/conf"
+	"github.com/authgress/authgress/dashboard"
 	"github.com/authgress/authgress/proxy"
 	"github.com/authgress/authgress/tokencache"
 )
@@ -34,8 +35,12 @@ type Engine struct {
 	log     *slog.Logger
 	tokens  *tokencache.Cache
 	tunnels *proxy.Tunnels
-	cur     atomic.Pointer[generation]
-	mu      sync.Mutex // one reload at a time
+	stats   *proxy.StatsSet // per-connection request counters, across reloads
+	// dashboard is the admin listener's page; its CSRF token lives as long
+	// as the process.
+	dashboard *dashboard.Dashboard
+	cur       atomic.Pointer[generation]
+	mu        sync.Mutex // one reload at a time
 
 	listeners listenerSet
 	errc      chan error
@@ -49,8 +54,9 @@ func New(ctx context.Context, cfg *conf.Config, opts Options) (*Engine, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{opts: opts, log: opts.Log, tokens: tokencache.New(opts.Log), tunnels: proxy.NewTunnels(), errc: make(chan error, 16),
+	e := &Engine{opts: opts, log: opts.Log, tokens: tokencache.New(opts.Log), tunnels: proxy.NewTunnels(), stats: proxy.NewStatsSet(), errc: make(chan error, 16),
 		listeners: listenerSet{byKey: map[string]*listener{}}}
+	e.dashboard = dashboard.New(dashboard.Options{Version: opts.Version, Test: e.testForDashboard})
 	g, err := e.build(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -169,13 +175,15 @@ func (e *Engine) Reload(ctx context.Context) error {
 	if p != nil {
 		e.commit(p, g) // listeners added, removed or moved; the others keep their connections
 	}
-	keep := map[string]bool{}
+	keep, names := map[string]bool{}, map[string]bool{}
 	for _, r := range g.proxy.Routes {
+		names[r.Name] = true
 		if r.Token != nil {
 			keep[r.Token.Key] = true
 		}
 	}
 	e.tokens.Retain(keep)
+	e.stats.Retain(names)
 	old.stop()
 	old.profiles.CloseIdle() // in-flight requests finish on their connections
 	e.log.Info("config reloaded", "connections", len(g.proxy.Routes), "credentials", len(cfg.Credentials), "token_slots", len(keep))

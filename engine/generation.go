@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/authgress/authgress/conf"
+	"github.com/authgress/authgress/dashboard"
 	"github.com/authgress/authgress/proxy"
 	"github.com/authgress/authgress/tlsprofiles"
 	"github.com/authgress/authgress/tokencache"
@@ -27,7 +28,10 @@ type generation struct {
 	// serverTLS is the agent listener's TLS ([server.tls]; nil: plain).
 	serverTLS *tlsprofiles.Server
 	clusters  *upstream.Set
-	stop      context.CancelFunc // ends the background work
+	// adminUsers are [server.admin_auth]'s users (nil: the admin listener
+	// is open).
+	adminUsers *dashboard.Users
+	stop       context.CancelFunc // ends the background work
 }
 
 func (e *Engine) build(ctx context.Context, cfg *conf.Config) (*generation, error) {
@@ -44,11 +48,22 @@ func (e *Engine) build(ctx context.Context, cfg *conf.Config) (*generation, erro
 		return nil, err
 	}
 	p, err := proxy.New(ctx, cfg, proxy.Deps{Vaults: vaults, Profiles: profiles, Tokens: e.tokens, Log: e.log,
-		Tracing: e.opts.Tracing, Tunnels: e.tunnels, Inner: e, Clusters: clusters})
+		Tracing: e.opts.Tracing, Tunnels: e.tunnels, Inner: e, Clusters: clusters, Stats: e.stats})
 	if err != nil {
 		return nil, err
 	}
 	g := &generation{cfg: cfg, loadedAt: time.Now(), proxy: p, profiles: profiles, vaults: vaults, clusters: clusters, stop: func() {}}
+	if a := cfg.Server.AdminAuth; a != nil {
+		pw := map[string]string{}
+		for i, u := range a.Users {
+			v, err := vaults.Resolve(ctx, u.Password)
+			if err != nil {
+				return nil, fmt.Errorf("server.admin_auth.users[%d] (%s): password: %w", i, u.Name, err)
+			}
+			pw[u.Name] = v
+		}
+		g.adminUsers = dashboard.NewUsers(pw)
+	}
 	if cfg.Server.TLS != nil {
 		if g.serverTLS, err = tlsprofiles.NewServer(cfg.Server.TLS); err != nil {
 			return nil, err

@@ -42,7 +42,8 @@ type exchange struct {
 	sw     streamWriter
 	start  time.Time
 	d      Decision
-	code   string // the authgress error code, if authgress answered
+	code   string   // the authgress error code, if authgress answered
+	failed *Failure // its failure (code and message)
 	note   Note
 	client Client
 	done   bool
@@ -155,7 +156,7 @@ var (
 // raw connection so that its reason phrase can carry the message (clients
 // print a CONNECT refusal's status line, not its body).
 func (h *Handler) fail(x *exchange, r *http.Request, f *Failure) {
-	x.code = f.Code
+	x.code, x.failed = f.Code, f
 	if reason := denialReason(f); reason != "" {
 		recordDenied(reason)
 	}
@@ -198,6 +199,9 @@ func (h *Handler) finish(x *exchange, r *http.Request) {
 	x.done = true
 	d := time.Since(x.start)
 	recordRequest(x.d.Route, x.code, x.sw.status, d)
+	if r := x.d.Route; r != nil && r.Stats != nil {
+		r.Stats.record(x.failed, x.sw.status)
+	}
 	if h.accessLog {
 		h.logAccess(r, x, d)
 	}

@@ -345,7 +345,16 @@ func classify(ctx context.Context, err error, host string, timeout time.Duration
 // connection ("" if none) and the authgress error code ("" if the upstream
 // answered). `authgress test` uses it.
 func (h *Handler) Do(req *http.Request) (resp *http.Response, connection, code string) {
-	d := h.decide.request(req, nil, &Client{})
+	return h.do(req, h.decide.request(req, nil, &Client{}))
+}
+
+// DoReverse is Do for the reverse listener of the named connection: req is
+// an origin-form request, as the listener would receive it.
+func (h *Handler) DoReverse(req *http.Request, name string) (resp *http.Response, connection, code string) {
+	return h.do(req, h.decide.reverse(req, h.reverse[name], name, &Client{}))
+}
+
+func (h *Handler) do(req *http.Request, d Decision) (resp *http.Response, connection, code string) {
 	if d.Action == ActionDeny {
 		return d.Failure.Response(req), d.connection(), d.Failure.Code
 	}

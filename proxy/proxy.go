@@ -31,6 +31,9 @@ type Deps struct {
 	Clusters *upstream.Set
 	// Tunnels tracks intercepted tunnels across reloads (nil: a new one).
 	Tunnels *Tunnels
+	// Stats keeps each connection's request counters across reloads (nil:
+	// a new set).
+	Stats *StatsSet
 	// Inner serves the requests inside intercepted tunnels; the runtime
 	// passes its reload-aware entry so that a tunnel opened before a reload
 	// follows the new configuration. nil: this proxy's own handler.
@@ -48,7 +51,10 @@ type Proxy struct {
 // the proxy itself (proxy user passwords, the interception CA key) are
 // resolved here.
 func New(ctx context.Context, cfg *conf.Config, d Deps) (*Proxy, error) {
-	routes, err := buildRoutes(cfg, d.Vaults, d.Profiles, d.Tokens, d.Clusters)
+	if d.Stats == nil {
+		d.Stats = NewStatsSet()
+	}
+	routes, err := buildRoutes(cfg, d.Vaults, d.Profiles, d.Tokens, d.Clusters, d.Stats)
 	if err != nil {
 		return nil, err
 	}

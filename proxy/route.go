@@ -44,13 +44,15 @@ type Route struct {
 	nodeRT map[string]http.RoundTripper
 	// Retry is the connection's retry policy (nil: none).
 	Retry *upstream.Policy
+	// Stats counts the connection's requests since the process started.
+	Stats *ConnStats
 
 	metricAttr []metric.RecordOption // {connection=Name}
 }
 
 // buildRoutes turns the connections into routes, creating one token slot
 // per (credential, effective scopes, params).
-func buildRoutes(cfg *conf.Config, vaults vault.Set, profiles *tlsprofiles.Set, tokens *tokencache.Cache, clusters *upstream.Set) ([]*Route, error) {
+func buildRoutes(cfg *conf.Config, vaults vault.Set, profiles *tlsprofiles.Set, tokens *tokencache.Cache, clusters *upstream.Set, stats *StatsSet) ([]*Route, error) {
 	var routes []*Route
 	names := make([]string, 0, len(cfg.Connections))
 	for n := range cfg.Connections {
@@ -61,7 +63,8 @@ func buildRoutes(cfg *conf.Config, vaults vault.Set, profiles *tlsprofiles.Set, 
 		c := cfg.Connections[name]
 		r := &Route{Name: name, Patterns: c.Patterns, Paths: c.Paths, Credential: c.Credential,
 			Transport: profiles.Upstream(c.Profile, c.Timeout.D), Timeout: c.Timeout.D, Insecure: c.AllowInsecure, TLSPort: "443",
-			PropagateTrace: c.PropagateTrace, Upstream: c.Upstream, Listen: c.Listen, Clients: c.Clients, metricAttr: connectionAttr(name)}
+			PropagateTrace: c.PropagateTrace, Upstream: c.Upstream, Listen: c.Listen, Clients: c.Clients, metricAttr: connectionAttr(name),
+			Stats: stats.For(name)}
 		prof, err := profiles.Profile(c.Profile)
 		if err != nil {
 			return nil, err

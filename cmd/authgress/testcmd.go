@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"strings"
 	"time"
 
 	"github.com/authgress/authgress/engine"
-	"github.com/authgress/authgress/internal/safetext"
 	"github.com/authgress/authgress/tokencache"
 )
 
@@ -26,22 +24,13 @@ func cmdTest(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return exitProblem
 	}
-	name, path := pos[0], ""
+	name, path := pos[0], "" // "": the connection's first path, or /
 	if len(pos) == 2 {
 		path = pos[1]
-		if !strings.HasPrefix(path, "/") {
-			path = "/" + path
-		}
 	}
 	if _, exists := cfg.Connections[name]; !exists {
 		fmt.Fprintf(stderr, "authgress test: connection %q is not defined in %s (defined: %v)\n", name, *c.config, sortedNames(cfg.Connections))
 		return exitProblem
-	}
-	if path == "" {
-		path = "/"
-		if ps := cfg.Connections[name].Paths; len(ps) > 0 {
-			path = ps[0] // "/" could belong to another connection of the same host
-		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Connections[name].Timeout.D+30*time.Second)
 	defer cancel()
@@ -51,73 +40,44 @@ func cmdTest(args []string, stdout, stderr io.Writer) int {
 		return exitProblem
 	}
 	defer eng.Close()
-	route := eng.Route(name)
-	host := *hostFlag
-	if host == "" {
-		for _, p := range route.Patterns {
-			if !p.Wildcard {
-				host = p.String()
-				break
-			}
-		}
-	}
-	if host == "" {
+	rep, err := eng.TestConnection(ctx, name, engine.TestOptions{Method: *method, Host: *hostFlag, Path: path})
+	switch {
+	case errors.Is(err, engine.ErrNeedHost):
 		fmt.Fprintf(stderr, "authgress test: connection %q has only wildcard hosts: name one with --host\n", name)
 		return exitUsage
-	}
-	fmt.Fprintf(stdout, "connection  %s\nrequest     %s http://%s%s (sent upstream over https unless allow_insecure)\n", name, *method, host, path)
-
-	if route.Token != nil {
-		start := time.Now()
-		tok, err := route.Token.Get(ctx)
-		if err != nil {
-			fmt.Fprintf(stdout, "token       FAILED at the %s (%s): %v\n", failedStage(err), tokencache.Result(err), err)
-			return exitProblem
-		}
-		fmt.Fprintf(stdout, "token       ok: credential %s, %s, scope %s, expires in %s (%s)\n", route.Credential, tok.Type, grantedScope(tok.Scope),
-			time.Until(tok.ExpiresAt).Round(time.Second), time.Since(start).Round(time.Millisecond))
-	} else {
-		fmt.Fprintln(stdout, "token       (this connection has no credential: nothing is injected)")
-	}
-
-	req, err := http.NewRequestWithContext(ctx, *method, "http://"+host+path, nil)
-	if err != nil {
+	case err != nil:
 		fmt.Fprintf(stderr, "authgress test: %v\n", err)
 		return exitUsage
 	}
-	start := time.Now()
-	resp, matched, errCode := eng.Do(req)
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
-	if matched != name {
-		other := "no connection"
-		if matched != "" {
-			other = fmt.Sprintf("connection %q", matched)
+	if rep.Reverse {
+		fmt.Fprintf(stdout, "connection  %s\nrequest     %s %s on its reverse listener (sent to %s)\n", name, rep.Method, rep.URL, cfg.Connections[name].Upstream)
+	} else {
+		fmt.Fprintf(stdout, "connection  %s\nrequest     %s %s (sent upstream over https unless allow_insecure)\n", name, rep.Method, rep.URL)
+	}
+	for _, st := range rep.Stages {
+		switch {
+		case st.Stage == engine.StageVault && st.OK:
+			// printed as part of the token line, as before the vault had a stage of its own
+		case st.Stage == engine.StageToken && st.Skipped:
+			fmt.Fprintln(stdout, "token       (this connection has no credential: nothing is injected)")
+		case st.Stage == engine.StageToken && st.OK:
+			fmt.Fprintf(stdout, "token       ok: %s\n", st.Detail)
+		case st.Err != nil: // the vault or the token stage
+			fmt.Fprintf(stdout, "token       FAILED at the %s (%s): %v\n", failedStage(st.Err), tokencache.Result(st.Err), st.Err)
+			return exitProblem
+		case rep.Matched != name:
+			fmt.Fprintf(stdout, "match       FAILED: %s\n", st.Detail)
+			return exitProblem
+		case rep.Code != "":
+			fmt.Fprintf(stdout, "upstream    FAILED: %d %s\n            %s\n", rep.Status, rep.Code, rep.Body)
+			return exitProblem
+		default:
+			fmt.Fprintf(stdout, "upstream    %s\n", st.Detail)
 		}
-		hint := ""
-		if ps := cfg.Connections[name].Paths; len(ps) > 0 {
-			hint = fmt.Sprintf(" (its paths: %s)", strings.Join(ps, ", "))
-		}
-		fmt.Fprintf(stdout, "match       FAILED: %s http://%s%s matched %s, not %q, so this did not test %q: pass a PATH that %q covers%s\n",
-			*method, host, path, other, name, name, name, hint)
+	}
+	fmt.Fprintf(stdout, "result      %s\n", rep.Result)
+	if !rep.OK {
 		return exitProblem
 	}
-	if errCode != "" {
-		fmt.Fprintf(stdout, "upstream    FAILED: %d %s\n            %s\n", resp.StatusCode, errCode, strings.TrimSpace(string(body)))
-		return exitProblem
-	}
-	fmt.Fprintf(stdout, "upstream    %s (%s, %s, %d bytes)\n", safetext.Clean(resp.Status, 200), time.Since(start).Round(time.Millisecond), safetext.Clean(resp.Header.Get("Content-Type"), 200), len(body))
-	switch {
-	case (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) && route.Token != nil:
-		fmt.Fprintln(stdout, "result      the upstream refused the request with the injected token: check the credential's scopes, params (audience) and the API's permissions")
-		return exitProblem
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		fmt.Fprintln(stdout, "result      the upstream refused the request; this connection injects no credential (add one if the API needs a token)")
-		return exitProblem
-	case resp.StatusCode >= 400:
-		fmt.Fprintln(stdout, "result      the upstream answered with an error")
-		return exitProblem
-	}
-	fmt.Fprintln(stdout, "result      ok")
 	return exitOK
 }
