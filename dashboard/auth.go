@@ -1,36 +1,23 @@
 package dashboard
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"net/http"
+
+	"github.com/authgress/authgress/internal/basicauth"
 )
 
-// Users checks HTTP Basic credentials ([server.admin_auth]). Passwords are
-// kept and compared as SHA-256 digests in constant time, and an unknown
-// user costs the same comparison as a known one.
-type Users struct {
-	digests map[string][32]byte
-}
+// Users checks HTTP Basic credentials ([server.admin_auth]).
+type Users struct{ users *basicauth.Users }
 
 // NewUsers returns the checker for name → password.
 func NewUsers(passwords map[string]string) *Users {
-	u := &Users{digests: make(map[string][32]byte, len(passwords))}
-	for name, pw := range passwords {
-		u.digests[name] = sha256.Sum256([]byte(pw))
-	}
-	return u
+	return &Users{users: basicauth.New(passwords)}
 }
 
 // Check returns the authenticated user of r's Authorization: Basic header.
 func (u *Users) Check(r *http.Request) (string, bool) {
 	name, pass, ok := r.BasicAuth()
-	if !ok {
-		return "", false
-	}
-	want, known := u.digests[name]
-	got := sha256.Sum256([]byte(pass))
-	if subtle.ConstantTimeCompare(got[:], want[:]) != 1 || !known {
+	if !ok || !u.users.Verify(name, pass) {
 		return "", false
 	}
 	return name, true

@@ -1,25 +1,18 @@
 package proxy
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"net/http"
 	"strings"
+
+	"github.com/authgress/authgress/internal/basicauth"
 )
 
 // proxyAuth checks Proxy-Authorization: Basic against the configured users.
-// Passwords are compared as SHA-256 digests in constant time.
-type proxyAuth struct {
-	users map[string][32]byte
-}
+type proxyAuth struct{ users *basicauth.Users }
 
 func newProxyAuth(passwords map[string]string) *proxyAuth {
-	a := &proxyAuth{users: map[string][32]byte{}}
-	for name, pw := range passwords {
-		a.users[name] = sha256.Sum256([]byte(pw))
-	}
-	return a
+	return &proxyAuth{users: basicauth.New(passwords)}
 }
 
 // check returns the authenticated user name, or ok = false.
@@ -34,12 +27,7 @@ func (a *proxyAuth) check(r *http.Request) (user string, ok bool) {
 		return "", false
 	}
 	user, pass, ok := strings.Cut(string(raw), ":")
-	if !ok {
-		return "", false
-	}
-	want, known := a.users[user]
-	got := sha256.Sum256([]byte(pass))
-	if subtle.ConstantTimeCompare(got[:], want[:]) != 1 || !known {
+	if !ok || !a.users.Verify(user, pass) {
 		return "", false
 	}
 	return user, true
