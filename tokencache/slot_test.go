@@ -342,15 +342,38 @@ func TestSlotHitDoesNotAllocate(t *testing.T) {
 
 // TestFetchFailureLogRoundsRetryIn: the log said retry_in_s=1.7005530979999999.
 func TestFetchFailureLogRoundsRetryIn(t *testing.T) {
-	var buf strings.Builder
+	var buf lockedBuffer
 	clk := &clock{t: time.Now()}
 	f := &fakeSource{clk: clk, lifetime: time.Minute}
 	f.fail.Store(true)
 	s := NewSlot("k", "cred", f.fetch, time.Second, slog.New(slog.NewTextHandler(&buf, nil)))
 	s.now = clk.now
 	_, _ = s.Get(context.Background())
+	// The fetch is logged after the waiting requests are answered.
+	for deadline := time.Now().Add(5 * time.Second); buf.String() == "" && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	m := regexp.MustCompile(`retry_in_s=([0-9.]+)`).FindStringSubmatch(buf.String())
 	if m == nil || len(m[1]) > 4 {
 		t.Fatalf("retry_in_s is not a short number of seconds: %q", buf.String())
 	}
+}
+
+// lockedBuffer is a log destination that a test may read while a fetch
+// goroutine writes it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
