@@ -574,3 +574,65 @@ func TestSharedCacheRedisStalled(t *testing.T) {
 	}
 	waitCacheState(t, rs, "up", 5*time.Second)
 }
+
+// TestCheckCacheSection: `authgress check` reports every mistake in
+// [cache] with its line and key path, refuses a key file that is not 32
+// bytes of base64 without printing it, and accepts a good [cache] without
+// needing Redis.
+func TestCheckCacheSection(t *testing.T) {
+	dir := t.TempDir()
+	_ = os.WriteFile(filepath.Join(dir, "secrets.toml"), []byte("[app]\nclient_id='a'\nclient_secret='b'\n"), 0o600)
+	base := strings.ReplaceAll(config("https://login.example.com/token", "api.example.com", ""), "{{SECRETS}}", "secrets.toml")
+	base = strings.ReplaceAll(base, "[profiles.upstream]\nca = \"{{CA}}\"\n", "[profiles.upstream]\n")
+	bad := base + `
+[cache]
+type = "redis"
+url = "redis://:inline-password-canary@127.0.0.1:6379/0"
+key = { file = "missing-key-file" }
+profile = "upstream"
+timeout = 250
+`
+	path := filepath.Join(dir, "bad.toml")
+	_ = os.WriteFile(path, []byte(bad), 0o600)
+	code, out := runCheck(t, path)
+	if code != 1 || strings.Contains(out, "inline-password-canary") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	lines := strings.Split(bad, "\n")
+	lineOf := func(prefix string) int { // in [cache]
+		for i := len(lines) - 1; i >= 0; i-- {
+			if strings.HasPrefix(lines[i], prefix) {
+				return i + 1
+			}
+		}
+		return 0
+	}
+	for _, want := range []string{
+		fmt.Sprintf("bad.toml:%d:1: error: cache.url: must not carry credentials", lineOf("url = \"redis://")),
+		fmt.Sprintf("bad.toml:%d:1: error: cache.key: secret", lineOf("key = ")),
+		fmt.Sprintf("bad.toml:%d:1: error: cache.profile: a profile is the TLS to Redis: it needs a rediss:// url", lineOf("profile = \"upstream\"")),
+		fmt.Sprintf("bad.toml:%d:1: error: cache.timeout: durations are strings", lineOf("timeout = 250")),
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check output lacks %q:\n%s", want, out)
+		}
+	}
+
+	// A key of the wrong length: refused at the build step, without its value.
+	keyFile := filepath.Join(dir, "cache-key")
+	short := base64.StdEncoding.EncodeToString([]byte("sixteen byte key"))
+	_ = os.WriteFile(keyFile, []byte(short+"\n"), 0o600)
+	good := base + fmt.Sprintf("\n[cache]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:%d/0\"\nkey = { file = %q }\n", freePort(t), keyFile)
+	_ = os.WriteFile(path, []byte(good), 0o600)
+	code, out = runCheck(t, path)
+	if code != 1 || !strings.Contains(out, "cache.key (file:"+keyFile+"): the cache key decodes to 16 bytes, want 32") || strings.Contains(out, short) {
+		t.Fatalf("short key: exit %d:\n%s", code, out)
+	}
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	_ = os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600)
+	code, out = runCheck(t, path)
+	if code != 0 || strings.Contains(out, base64.StdEncoding.EncodeToString(key)) {
+		t.Fatalf("good [cache] (Redis not running): exit %d:\n%s", code, out)
+	}
+}
