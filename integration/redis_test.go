@@ -636,3 +636,69 @@ timeout = 250
 		t.Fatalf("good [cache] (Redis not running): exit %d:\n%s", code, out)
 	}
 }
+
+// startSentinel runs a Redis Sentinel (redis-server --sentinel) that
+// monitors r as master "tokens", and returns its address.
+func startSentinel(t *testing.T, r *Redis) string {
+	t.Helper()
+	port := freePort(t)
+	conf := filepath.Join(t.TempDir(), "sentinel.conf")
+	text := fmt.Sprintf("port %d\nbind 127.0.0.1\nsentinel monitor tokens 127.0.0.1 %d 1\nsentinel auth-pass tokens %s\n", port, r.Port, r.Password)
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	log := &syncBuffer{}
+	cmd := exec.Command("redis-server", conf, "--sentinel")
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		out, _ := exec.Command("redis-cli", "-p", fmt.Sprint(port), "SENTINEL", "get-master-addr-by-name", "tokens").Output()
+		if strings.Contains(string(out), fmt.Sprint(r.Port)) {
+			return fmt.Sprintf("127.0.0.1:%d", port)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the Sentinel does not know the master:\n%s", log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestSharedCacheThroughSentinel: with addrs + master_name, the replicas
+// find Redis through a Sentinel and share as with url.
+func TestSharedCacheThroughSentinel(t *testing.T) {
+	idp := startIdP(t, 300, "opaque")
+	count := countTokenRequests(t, idp)
+	up := startUpstream(t)
+	s := newSharedSetup(t)
+	sentinel := startSentinel(t, s.redis)
+	cfg := strings.Replace(s.config(count.TokenURL(), up.Addr, ""), fmt.Sprintf("url = \"redis://127.0.0.1:%d/0\"", s.redis.Port),
+		fmt.Sprintf("addrs = [%q]\nmaster_name = \"tokens\"", sentinel), 1)
+	rs := s.replicas(t, 2, cfg)
+	waitCacheState(t, rs, "up", 5*time.Second)
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for i := 0; i < 100; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := rs[i%2].Client().Get("http://" + up.Addr + "/")
+			if err != nil || resp.StatusCode != 200 {
+				failed.Add(1)
+			}
+			if resp != nil {
+				resp.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	if failed.Load() != 0 || count.n.Load() != 1 {
+		t.Fatalf("through the Sentinel: %d failed, %d token requests (want 0 and 1)", failed.Load(), count.n.Load())
+	}
+	keys, _ := s.redis.Dump()
+	if len(keys) == 0 {
+		t.Fatal("nothing in the master behind the Sentinel")
+	}
+}
