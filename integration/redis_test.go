@@ -29,6 +29,8 @@ type Redis struct {
 	Password string
 	cmd      *exec.Cmd
 	log      *syncBuffer
+	// With TLS: the server's settings, and redis-cli's (a client certificate).
+	tlsConf, tlsCLI []string
 }
 
 func startRedis(t *testing.T) *Redis {
@@ -48,6 +50,9 @@ func (r *Redis) Start() {
 	r.t.Helper()
 	conf := filepath.Join(r.Dir, "redis.conf")
 	text := fmt.Sprintf("bind 127.0.0.1\nport %d\nsave \"\"\nappendonly no\ndir %s\nrequirepass %s\n", r.Port, r.Dir, r.Password)
+	if r.tlsConf != nil {
+		text = fmt.Sprintf("bind 127.0.0.1\nport 0\ntls-port %d\nsave \"\"\nappendonly no\ndir %s\nrequirepass %s\n%s\n", r.Port, r.Dir, r.Password, strings.Join(r.tlsConf, "\n"))
+	}
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		r.t.Fatal(err)
 	}
@@ -89,7 +94,7 @@ func (r *Redis) Stall(d time.Duration) {
 // CLI runs redis-cli against the server (the password through the
 // environment, not the command line) and returns its raw output.
 func (r *Redis) CLI(args ...string) (string, error) {
-	cmd := exec.Command("redis-cli", append([]string{"-h", "127.0.0.1", "-p", fmt.Sprint(r.Port)}, args...)...)
+	cmd := exec.Command("redis-cli", append(append([]string{"-h", "127.0.0.1", "-p", fmt.Sprint(r.Port)}, r.tlsCLI...), args...)...)
 	cmd.Env = append(os.Environ(), "REDISCLI_AUTH="+r.Password)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -700,5 +705,58 @@ func TestSharedCacheThroughSentinel(t *testing.T) {
 	keys, _ := s.redis.Dump()
 	if len(keys) == 0 {
 		t.Fatal("nothing in the master behind the Sentinel")
+	}
+}
+
+// TestSharedCacheOverMutualTLS: rediss:// with a profile (the CA and a
+// client certificate) to a Redis that requires client certificates; a
+// profile without the client certificate is refused by Redis, and the
+// replicas then serve alone.
+func TestSharedCacheOverMutualTLS(t *testing.T) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		needed(t, "redis-server is needed for the shared token cache tests (apt-get install redis-server)")
+	}
+	p := getPKI(t)
+	dir := t.TempDir()
+	cert, key := issueClient(t, dir, "authgress-redis-client", nil, nil)
+	r := &Redis{t: t, Port: freePort(t), Dir: t.TempDir(), Password: "redis-pw-" + randomHex(12), log: &syncBuffer{},
+		tlsConf: []string{"tls-cert-file " + p.serverCertFile, "tls-key-file " + p.serverKeyFile, "tls-ca-cert-file " + p.caFile, "tls-auth-clients yes"},
+		tlsCLI:  []string{"--tls", "--cacert", p.caFile, "--cert", cert, "--key", key}}
+	extraCanaries.Store("the Redis password", r.Password)
+	r.Start()
+	t.Cleanup(r.Kill)
+	s := newSharedSetup(t)
+	s.redis.Kill()
+	s.redis = r
+
+	idp := startIdP(t, 300, "opaque")
+	up := startUpstream(t)
+	for _, tc := range []struct {
+		profile      string
+		state        string
+		tokenFetches int64
+	}{
+		{fmt.Sprintf("ca = %q\ncert = %q\nkey = %q\n", p.caFile, cert, key), "up", 1},
+		{fmt.Sprintf("ca = %q\n", p.caFile), "down", 2}, // no client certificate: Redis refuses
+	} {
+		count := countTokenRequests(t, idp)
+		cfg := strings.Replace(s.config(count.TokenURL(), up.Addr, ""), fmt.Sprintf("url = \"redis://127.0.0.1:%d/0\"", r.Port),
+			fmt.Sprintf("url = \"rediss://127.0.0.1:%d/0\"\nprofile = \"redis_tls\"", r.Port), 1) + "\n[profiles.redis_tls]\n" + tc.profile
+		rs := s.replicas(t, 2, cfg)
+		for i, a := range rs {
+			if resp, body := a.Get("http://" + up.Addr + "/"); resp.StatusCode != 200 {
+				t.Fatalf("replica %d: %d %s", i, resp.StatusCode, body)
+			}
+		}
+		waitCacheState(t, rs, tc.state, 5*time.Second)
+		if n := count.n.Load(); n != tc.tokenFetches {
+			t.Fatalf("Redis over TLS, %s: %d token requests, want %d", tc.state, n, tc.tokenFetches)
+		}
+		for _, a := range rs {
+			_ = a.Terminate(10 * time.Second)
+		}
+	}
+	if keys, _ := r.Dump(); len(keys) == 0 {
+		t.Fatal("nothing stored over TLS")
 	}
 }
