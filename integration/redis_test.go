@@ -137,11 +137,12 @@ type sharedSetup struct {
 	secrets string
 	keyFile string
 	admin   bool
+	timeout string // [cache] timeout: 1s unless a test is about it, so that a busy machine is not an outage
 }
 
 func newSharedSetup(t *testing.T) *sharedSetup {
 	dir := t.TempDir()
-	s := &sharedSetup{redis: startRedis(t), secrets: filepath.Join(dir, "secrets.toml"), keyFile: filepath.Join(dir, "cache-key"), admin: true}
+	s := &sharedSetup{redis: startRedis(t), secrets: filepath.Join(dir, "secrets.toml"), keyFile: filepath.Join(dir, "cache-key"), admin: true, timeout: "1s"}
 	if err := os.WriteFile(s.secrets, []byte(fmt.Sprintf(secretsFile, canarySecret)), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -168,8 +169,8 @@ type = "redis"
 url = "redis://127.0.0.1:%d/0"
 password = { env = "REDIS_PASSWORD" }
 key = { file = %q }
-timeout = "250ms"
-`, s.redis.Port, s.keyFile)
+timeout = %q
+`, s.redis.Port, s.keyFile, s.timeout)
 }
 
 // replicas starts n authgress processes with the same config.
@@ -543,6 +544,7 @@ func TestSharedCacheRedisStalled(t *testing.T) {
 	up := startUpstream(t)
 	port := up.Addr[strings.LastIndex(up.Addr, ":")+1:]
 	s := newSharedSetup(t)
+	s.timeout = "250ms"
 	// A second connection with its own scopes: a token slot never used
 	// before the stall, so its first request must go to the shared level.
 	extra := fmt.Sprintf("\n[connections.other]\nhosts = [\"localhost:%s\"]\ncredential = \"app\"\nscopes = [\"api:write\"]\nprofile = \"upstream\"\n", port)
