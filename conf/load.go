@@ -29,6 +29,7 @@ type rawConfig struct {
 	Profiles    toml.Primitive `toml:"profiles"`
 	Clusters    toml.Primitive `toml:"clusters"`
 	Connections toml.Primitive `toml:"connections"`
+	Cache       toml.Primitive `toml:"cache"`
 }
 
 // Load reads, decodes and validates the config file at path. The config is
@@ -111,6 +112,7 @@ func Parse(path string, data []byte) (*Config, Problems) {
 	cfg.Profiles = named[Profile](d, raw.Profiles, "profiles")
 	cfg.Clusters = named[Cluster](d, raw.Clusters, "clusters")
 	cfg.Connections = named[Connection](d, raw.Connections, "connections")
+	d.section(raw.Cache, "cache", &cfg.Cache)
 
 	v := &validator{cfg: cfg, md: md, r: r}
 	v.run()

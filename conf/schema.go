@@ -16,6 +16,7 @@ type Config struct {
 	Profiles    map[string]*Profile    `toml:"profiles"`
 	Clusters    map[string]*Cluster    `toml:"clusters"`
 	Connections map[string]*Connection `toml:"connections"`
+	Cache       Cache                  `toml:"cache"`
 
 	// Path is the file the config was read from; Dir is its directory, against
 	// which relative file paths in the config are resolved.

@@ -64,6 +64,7 @@ func (v *validator) run() {
 	for _, name := range sortedKeys(v.cfg.Connections) {
 		v.connection(name, v.cfg.Connections[name])
 	}
+	v.cache()
 	v.overlaps()
 	v.listeners()
 	v.cycles()

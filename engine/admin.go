@@ -125,6 +125,7 @@ type StatusDoc struct {
 	Intercept   *interceptStatus   `json:"intercept,omitempty"`
 	ServerTLS   *clientCertDoc     `json:"server_tls,omitempty"` // the agent listener's certificate
 	Clusters    []clusterStatus    `json:"clusters,omitempty"`
+	Cache       *cacheStatus       `json:"cache"`
 }
 
 type clusterStatus struct {
@@ -231,7 +232,7 @@ type vaultStatus struct {
 // profile and the interception CA — never a token or secret value.
 func (e *Engine) Status() StatusDoc {
 	rt := e.cur.Load()
-	doc := StatusDoc{Version: e.opts.Version, Config: rt.cfg.Path, LoadedAt: rt.loadedAt}
+	doc := StatusDoc{Version: e.opts.Version, Config: rt.cfg.Path, LoadedAt: rt.loadedAt, Cache: e.cacheStatus()}
 	for _, r := range rt.proxy.Routes {
 		c := connectionStatus{Name: r.Name, Paths: r.Paths, Credential: r.Credential, Profile: rt.cfg.Connections[r.Name].Profile,
 			Clients: r.Clients}

@@ -18,6 +18,7 @@ import (
 	"github.com/authgress/authgress/conf"
 	"github.com/authgress/authgress/dashboard"
 	"github.com/authgress/authgress/proxy"
+	"github.com/authgress/authgress/rediscache"
 	"github.com/authgress/authgress/tokencache"
 )
 
@@ -45,6 +46,8 @@ type Engine struct {
 	listeners listenerSet
 	errc      chan error
 	started   bool
+
+	shared *rediscache.Store // the token cache's shared level: [cache] type = "redis" (nil: memory)
 }
 
 // New builds an engine from a validated config without listening. Vault
@@ -62,6 +65,9 @@ func New(ctx context.Context, cfg *conf.Config, opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e.cur.Store(g)
+	if err := e.openSharedCache(ctx, cfg, g); err != nil {
+		return nil, err
+	}
 	return e, nil
 }
 
@@ -200,6 +206,9 @@ func warnRestartOnly(log *slog.Logger, old, cur *conf.Config) {
 	if !reflect.DeepEqual(old.Log, cur.Log) {
 		log.Warn("reload: [log] changed; the log settings keep their old values until restart")
 	}
+	if msg := warnCacheRestartOnly(old, cur); msg != "" {
+		log.Warn(msg)
+	}
 }
 
 // Shutdown stops accepting, lets in-flight requests — on every listener
@@ -235,4 +244,7 @@ func (e *Engine) Close() {
 	g.stop()
 	g.profiles.CloseIdle()
 	g.proxy.Handler.CloseIdle()
+	if e.shared != nil {
+		_ = e.shared.Close()
+	}
 }

@@ -189,30 +189,38 @@ type securityContext struct {
 // validates every object against the Kubernetes API schemas.
 func renderKubernetes(t *testing.T) []kubeObject {
 	t.Helper()
+	var objs []kubeObject
+	if err := json.Unmarshal(renderKustomization(t, "../deploy/kubernetes"), &objs); err != nil {
+		t.Fatal(err)
+	}
+	return objs
+}
+
+// renderKustomization renders a kustomization directory with kubectl
+// kustomize, validates every object against the Kubernetes API schemas,
+// and returns them as a JSON array.
+func renderKustomization(t *testing.T, dir string) []byte {
+	t.Helper()
 	if _, err := exec.LookPath("kubectl"); err != nil {
-		t.Fatal("kubectl is needed to render deploy/kubernetes (apt-get install kubernetes-client)")
+		t.Fatal("kubectl is needed to render " + dir + " (apt-get install kubernetes-client)")
 	}
-	rendered, err := exec.Command("kubectl", "kustomize", "../deploy/kubernetes").Output()
+	rendered, err := exec.Command("kubectl", "kustomize", dir).Output()
 	if err != nil {
-		t.Fatalf("kubectl kustomize deploy/kubernetes: %v %s", err, stderrOf(err))
+		t.Fatalf("kubectl kustomize %s: %v %s", dir, err, stderrOf(err))
 	}
-	dir, err := npmInstall("kubernetes-models-"+kubeModelsVer, "kubernetes-models@"+kubeModelsVer, "yaml@"+npmYAMLVer)
+	npmDir, err := npmInstall("kubernetes-models-"+kubeModelsVer, "kubernetes-models@"+kubeModelsVer, "yaml@"+npmYAMLVer)
 	if err != nil {
 		t.Fatal(err)
 	}
 	script, _ := os.ReadFile("testdata/k8s-validate.mjs")
-	_ = os.WriteFile(filepath.Join(dir, "k8s-validate.mjs"), script, 0o644)
-	validate := exec.Command("node", filepath.Join(dir, "k8s-validate.mjs"))
+	_ = os.WriteFile(filepath.Join(npmDir, "k8s-validate.mjs"), script, 0o644)
+	validate := exec.Command("node", filepath.Join(npmDir, "k8s-validate.mjs"))
 	validate.Stdin = strings.NewReader(string(rendered))
 	out, err := validate.Output()
 	if err != nil {
-		t.Fatalf("the rendered manifests do not validate against the Kubernetes API schemas: %v\n%s", err, stderrOf(err))
+		t.Fatalf("the manifests of %s do not validate against the Kubernetes API schemas: %v\n%s", dir, err, stderrOf(err))
 	}
-	var objs []kubeObject
-	if err := json.Unmarshal(out, &objs); err != nil {
-		t.Fatal(err)
-	}
-	return objs
+	return out
 }
 
 func stderrOf(err error) string {

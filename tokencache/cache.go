@@ -12,16 +12,41 @@ import (
 // effective scopes, params), so their number is bounded by it; Retain drops
 // the slots a new configuration no longer uses.
 type Cache struct {
-	log   *slog.Logger
-	mu    sync.Mutex
-	slots map[string]*Slot
+	log    *slog.Logger
+	mu     sync.Mutex
+	slots  map[string]*Slot
+	shared Shared
+	gone   CacheStats // counts of slots that Retain dropped
 }
 
 // New returns an empty cache whose slots log fetches to log (nil: no log).
 func New(log *slog.Logger) *Cache {
 	c := &Cache{log: log, slots: map[string]*Slot{}}
 	c.registerExpiryGauge()
+	c.registerRequestCounter()
 	return c
+}
+
+// SetShared makes sh the second level of every slot. Call it before any
+// slot is used. The store tells the cache, through Dropped, which tokens
+// other replicas saw rejected.
+func (c *Cache) SetShared(sh Shared) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.shared = sh
+	for key, s := range c.slots {
+		s.shared, s.sharedName, s.stats = sh, sh.Name(key), &slotStats{}
+	}
+}
+
+// Dropped is called by the shared level when a replica saw the token of
+// hash under name rejected by an upstream: a slot holding it drops it.
+func (c *Cache) Dropped(name, hash string) {
+	for _, s := range c.Slots() {
+		if s.sharedName == name && s.dropRejected(hash) {
+			s.log.Info("token dropped: another replica saw it rejected", "credential", s.Name)
+		}
+	}
 }
 
 // Slot returns the slot for key, creating it if it does not exist; name is
@@ -39,6 +64,9 @@ func (c *Cache) Slot(key, name, scopes string, src Source, timeout time.Duration
 	}
 	s := NewSlot(key, name, src, timeout, c.log)
 	s.Scopes = scopes
+	if c.shared != nil {
+		s.shared, s.sharedName, s.stats = c.shared, c.shared.Name(key), &slotStats{}
+	}
 	c.slots[key] = s
 	return s
 }
@@ -47,11 +75,51 @@ func (c *Cache) Slot(key, name, scopes string, src Source, timeout time.Duration
 func (c *Cache) Retain(keys map[string]bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for k := range c.slots {
+	for k, s := range c.slots {
 		if !keys[k] {
+			c.gone.add(s.stats)
 			delete(c.slots, k)
 		}
 	}
+}
+
+// CacheStats counts cache requests (with a shared level only): at the
+// first level, Get calls served by the slot's token or not; at the shared
+// level, flights that ended with a stored token (hit), fetched while
+// holding the lock (miss), or fetched alone because the shared level
+// failed (error).
+type CacheStats struct {
+	LocalHits, LocalMisses                 int64
+	SharedHits, SharedMisses, SharedErrors int64
+}
+
+func (cs *CacheStats) add(st *slotStats) {
+	if st == nil {
+		return
+	}
+	cs.LocalHits += st.localHits.n.Load()
+	cs.LocalMisses += st.localMisses.n.Load()
+	cs.SharedHits += st.shared[sharedHit].n.Load()
+	cs.SharedMisses += st.shared[sharedMiss].n.Load()
+	cs.SharedErrors += st.shared[sharedError].n.Load()
+}
+
+// Stats sums the cache requests of every slot, including dropped ones.
+func (c *Cache) Stats() CacheStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.gone
+	for _, s := range c.slots {
+		st.add(s.stats)
+	}
+	return st
+}
+
+// HasShared reports whether the cache has a shared level.
+func (c *Cache) HasShared() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.shared != nil
 }
 
 // Slots returns every slot, sorted by key.

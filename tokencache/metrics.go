@@ -78,3 +78,31 @@ func (c *Cache) registerExpiryGauge() {
 		return nil
 	}, g)
 }
+
+// registerRequestCounter exports authgress_cache_requests_total{level,result}
+// (with a shared level only): level local (hit, miss) and shared (hit, miss,
+// error). A shared hit is not a token fetch.
+func (c *Cache) registerRequestCounter() {
+	ctr, err := meter.Int64ObservableCounter("authgress_cache_requests",
+		metric.WithDescription("Token cache requests, by level (local: this process; shared: Redis) and result (hit, miss, error)."))
+	if err != nil {
+		return
+	}
+	attrs := func(level, result string) metric.ObserveOption {
+		return metric.WithAttributes(attribute.String("level", level), attribute.String("result", result))
+	}
+	localHit, localMiss := attrs("local", "hit"), attrs("local", "miss")
+	sharedHitA, sharedMissA, sharedErrA := attrs("shared", "hit"), attrs("shared", "miss"), attrs("shared", "error")
+	_, _ = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		if !c.HasShared() {
+			return nil
+		}
+		st := c.Stats()
+		o.ObserveInt64(ctr, st.LocalHits, localHit)
+		o.ObserveInt64(ctr, st.LocalMisses, localMiss)
+		o.ObserveInt64(ctr, st.SharedHits, sharedHitA)
+		o.ObserveInt64(ctr, st.SharedMisses, sharedMissA)
+		o.ObserveInt64(ctr, st.SharedErrors, sharedErrA)
+		return nil
+	}, ctr)
+}

@@ -44,6 +44,12 @@ type Slot struct {
 
 	minRefresh time.Duration // at most one forced refresh per this interval
 	lastForced time.Time     // when Invalidate last dropped the token
+
+	// The shared level (nil: none), set before the slot is used.
+	shared     Shared
+	sharedName string
+	stats      *slotStats // with shared only
+	rejected   string     // hash of the last token an upstream rejected (with shared)
 }
 
 // DefaultMinRefreshInterval is a new slot's minimum interval between forced
@@ -78,10 +84,16 @@ func (s *Slot) SetMinRefreshInterval(d time.Duration) {
 func (s *Slot) Get(ctx context.Context) (*Token, error) {
 	now := s.now()
 	if t := s.cur.Load(); t != nil && now.Before(t.UsableTo) {
+		if s.stats != nil {
+			s.stats.localHits.n.Add(1)
+		}
 		if !now.Before(t.RefreshAt) {
 			s.refreshAhead(ctx, now)
 		}
 		return t, nil
+	}
+	if s.stats != nil {
+		s.stats.localMisses.n.Add(1)
 	}
 	return s.await(ctx, false)
 }
@@ -134,28 +146,47 @@ func (s *Slot) start(ctx context.Context, now time.Time, force bool) (*flight, e
 	return s.launch(ctx), nil
 }
 
-// launch starts a fetch; s.mu is held.
+// launch starts a fetch; s.mu is held. With a shared level, the flight
+// may end with a token another replica fetched instead.
 func (s *Slot) launch(ctx context.Context) *flight {
 	f := &flight{done: make(chan struct{})}
 	s.flight = f
 	src := s.src
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
+	bctx := context.WithoutCancel(ctx)
 	go func() {
-		defer cancel()
 		start := time.Now()
-		sctx, span := tracer.Start(fctx, "token fetch", trace.WithAttributes(attribute.String("authgress.credential", s.Name)))
-		tok, err := s.fetch(sctx, src)
+		sctx, span := tracer.Start(bctx, "token fetch", trace.WithAttributes(attribute.String("authgress.credential", s.Name)))
+		var tok *Token
+		var err error
+		fetched := true
+		if s.shared == nil {
+			tok, err = s.fetchBounded(sctx, src)
+		} else {
+			tok, fetched, err = s.obtainShared(sctx, src)
+		}
 		s.finish(f, tok, err)
 		took := time.Since(start)
-		span.SetAttributes(attribute.String("authgress.result", Result(err)))
+		span.SetAttributes(attribute.String("authgress.result", Result(err)), attribute.Bool("authgress.shared", !fetched))
 		if err != nil {
 			span.SetStatus(codes.Error, Result(err))
 		}
 		span.End()
+		if !fetched {
+			s.log.Debug("token from the shared cache", "credential", s.Name, "scope", tok.Scope,
+				"expires_in_s", int(tok.ExpiresAt.Sub(s.now()).Seconds()), "duration_ms", took.Milliseconds())
+			return
+		}
 		recordFetch(s.Name, err, took)
 		s.logFetch(tok, err, took)
 	}()
 	return f
+}
+
+// fetchBounded fetches with src, bounded by the slot's timeout.
+func (s *Slot) fetchBounded(ctx context.Context, src Source) (*Token, error) {
+	fctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	return s.fetch(fctx, src)
 }
 
 func (s *Slot) fetch(ctx context.Context, src Source) (tok *Token, err error) {
@@ -257,6 +288,14 @@ func (s *Slot) Invalidate(t *Token) bool {
 	}
 	s.lastForced = now
 	s.cur.Store(nil)
+	if s.shared != nil {
+		// The shared copy goes too if it still holds t, and every replica
+		// drops t; a flight started meanwhile does not take t from the
+		// shared level.
+		h := s.shared.Hash(t.Value)
+		s.rejected = h
+		go func() { _ = s.shared.Invalidate(context.Background(), s.sharedName, h) }()
+	}
 	return true
 }
 
