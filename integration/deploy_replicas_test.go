@@ -195,7 +195,6 @@ func TestKubernetesReplicasExample(t *testing.T) {
 	}
 }
 
-
 func replicasOf(o *k8sObject) int {
 	if o.Spec.Replicas == nil {
 		return 1 // the Kubernetes default
