@@ -129,37 +129,13 @@ func TestGatewayFailoverPinnedAndAuto(t *testing.T) {
 func TestGatewaySurvivesAnAgentDying(t *testing.T) {
 	s := newGatewaySetup(t, 3, `mode = "balance"`, "dmz", `retry = { count = 2, interval = "50ms", on_error = ["connect", "reset"] }`)
 	c := s.gateway.client()
-	var failed, ok atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				resp, err := c.Get("http://" + s.up.hostPort() + "/v1")
-				if err != nil || resp.StatusCode != 200 {
-					failed.Add(1)
-					continue
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				ok.Add(1)
-			}
-		}()
-	}
+	stop := underLoad(8, c, "http://"+s.up.hostPort()+"/v1", nil)
 	time.Sleep(300 * time.Millisecond)
 	s.agents[0].eng.Close() // the agent is gone: its listener and its connections
 	time.Sleep(time.Second)
-	close(stop)
-	wg.Wait()
-	if failed.Load() != 0 || ok.Load() < 50 {
-		t.Fatalf("%d failed, %d ok while an agent died", failed.Load(), ok.Load())
+	ok, failed := stop()
+	if failed != 0 || ok < 50 {
+		t.Fatalf("%d failed, %d ok while an agent died", failed, ok)
 	}
 	st := status(t, s.gateway)
 	if got := st.Clusters[0].Nodes[0].State; got != "down" {

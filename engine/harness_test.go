@@ -209,3 +209,44 @@ func newPlain(t *testing.T) string {
 }
 
 func b64std(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// underLoad runs workers that send get(c, u) in a loop until the returned
+// stop is called; stop waits for them and returns the requests that got a
+// 200 and those that did not. after runs after each request (e.g. to force
+// new connections).
+func underLoad(workers int, c *http.Client, u string, after func()) (stop func() (ok, failed int64)) {
+	var okN, failedN atomic.Int64
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				resp, err := c.Get(u)
+				if err != nil || resp.StatusCode != 200 {
+					failedN.Add(1)
+				} else {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					okN.Add(1)
+				}
+				if resp != nil {
+					resp.Body.Close()
+				}
+				if after != nil {
+					after()
+				}
+			}
+		}()
+	}
+	return func() (int64, int64) {
+		close(done)
+		wg.Wait()
+		return okN.Load(), failedN.Load()
+	}
+}

@@ -10,7 +10,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -243,30 +242,8 @@ func TestAgentCertificateRotatesUnderLoad(t *testing.T) {
 		return tc.ConnectionState().PeerCertificates[0].SerialNumber.String()
 	}
 	before := serialOf()
-	var failed, done atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				resp, err := c.Get(strings.Replace(target, "https://", "http://", 1) + "/v1")
-				if err != nil || resp.StatusCode != 200 {
-					failed.Add(1)
-				} else {
-					resp.Body.Close()
-				}
-				done.Add(1)
-				c.Transport.(*http.Transport).CloseIdleConnections() // new handshakes while the certificate changes
-			}
-		}()
-	}
+	// Every request on a new connection: new handshakes while the certificate changes.
+	stop := underLoad(4, c, strings.Replace(target, "https://", "http://", 1)+"/v1", c.Transport.(*http.Transport).CloseIdleConnections)
 	time.Sleep(200 * time.Millisecond)
 	ca.issue(t, dir, "agent", "agent", true) // rotate
 	deadline := time.Now().Add(5 * time.Second)
@@ -277,10 +254,9 @@ func TestAgentCertificateRotatesUnderLoad(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	time.Sleep(200 * time.Millisecond)
-	close(stop)
-	wg.Wait()
-	if failed.Load() != 0 || done.Load() < 10 {
-		t.Fatalf("%d of %d requests failed during the rotation", failed.Load(), done.Load())
+	ok, failed := stop()
+	if failed != 0 || ok < 10 {
+		t.Fatalf("%d of %d requests failed during the rotation", failed, ok+failed)
 	}
 	// A bad pair keeps the current certificate.
 	cur := serialOf()
@@ -296,41 +272,16 @@ func TestAgentCertificateRotatesUnderLoad(t *testing.T) {
 
 func TestReloadAddsRemovesAndChangesReverseListeners(t *testing.T) {
 	up, i := newUpstream(t), newIDP(t)
-	second := newUpstream(t)
 	conn := func(name, base string) string {
 		return fmt.Sprintf("\n[connections.%s]\nlisten = \"127.0.0.1:0\"\nurl = \"https://%s/%s\"\ncredential = \"app\"\nprofile = \"up\"\n", name, up.hostPort(), base)
 	}
 	head := strings.SplitN(reverseConfig, "[connections.rev]", 2)[0]
 	h := newHarness(t, head+conn("keep", "k")+conn("gone", "g")+conn("moved", "m1"), up, i)
-	_ = second
 	keep := "http://" + h.eng.ReverseAddr("keep")
 	gone := "http://" + h.eng.ReverseAddr("gone")
 	moved := "http://" + h.eng.ReverseAddr("moved")
 
-	var failed, done atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				resp, err := http.Get(keep + "/x")
-				if err != nil || resp.StatusCode != 200 {
-					failed.Add(1)
-				} else {
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
-				done.Add(1)
-			}
-		}()
-	}
+	stop := underLoad(4, http.DefaultClient, keep+"/x", nil)
 	time.Sleep(100 * time.Millisecond)
 	cfg := h.eng.Config()
 	text, _ := os.ReadFile(cfg.Path)
@@ -343,10 +294,9 @@ func TestReloadAddsRemovesAndChangesReverseListeners(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(200 * time.Millisecond)
-	close(stop)
-	wg.Wait()
-	if failed.Load() != 0 || done.Load() < 10 {
-		t.Fatalf("%d of %d requests failed on the listener that stayed", failed.Load(), done.Load())
+	ok, failed := stop()
+	if failed != 0 || ok < 10 {
+		t.Fatalf("%d of %d requests failed on the listener that stayed", failed, ok+failed)
 	}
 	if a := "http://" + h.eng.ReverseAddr("keep"); a != keep {
 		t.Fatalf("the kept listener moved: %s -> %s", keep, a)
