@@ -15,48 +15,6 @@ import (
 	"github.com/BurntSushi/toml"
 )
 
-// k8sObject is the part of the replicas example's objects the test reads.
-type k8sObject struct {
-	Kind     string `json:"kind"`
-	Metadata struct {
-		Name string `json:"name"`
-	} `json:"metadata"`
-	Data map[string]string `json:"data"`
-	Spec struct {
-		Replicas *int                 `json:"replicas"`
-		Selector map[string]any       `json:"selector"`
-		Ports    []struct{ Port int } `json:"ports"`
-		Template struct {
-			Metadata struct {
-				Labels map[string]string `json:"labels"`
-			} `json:"metadata"`
-			Spec struct {
-				SecurityContext securityContext `json:"securityContext"`
-				Containers      []struct {
-					Name            string          `json:"name"`
-					Args            []string        `json:"args"`
-					Command         []string        `json:"command"`
-					SecurityContext securityContext `json:"securityContext"`
-					VolumeMounts    []struct {
-						Name      string `json:"name"`
-						MountPath string `json:"mountPath"`
-					} `json:"volumeMounts"`
-				} `json:"containers"`
-				Volumes []struct {
-					Name      string `json:"name"`
-					ConfigMap *struct {
-						Name string `json:"name"`
-					} `json:"configMap"`
-					Secret *struct {
-						SecretName  string `json:"secretName"`
-						DefaultMode *int   `json:"defaultMode"`
-					} `json:"secret"`
-				} `json:"volumes"`
-			} `json:"spec"`
-		} `json:"template"`
-	} `json:"spec"`
-}
-
 // TestKubernetesReplicasExample renders deploy/kubernetes/replicas (a
 // gateway Deployment of several replicas sharing Redis) as the sidecar
 // example is checked: kubectl kustomize, the Kubernetes API schemas, the
@@ -67,11 +25,11 @@ func TestKubernetesReplicasExample(t *testing.T) {
 	for _, f := range []string{"kustomization.yaml", "gateway.yaml", "redis.yaml"} {
 		yamlLint(t, filepath.Join(dir, f))
 	}
-	var objs []k8sObject
+	var objs []kubeObject
 	if err := json.Unmarshal(renderKustomization(t, dir), &objs); err != nil {
 		t.Fatal(err)
 	}
-	byKind := map[string]*k8sObject{}
+	byKind := map[string]*kubeObject{}
 	for i := range objs {
 		byKind[objs[i].Kind+"/"+objs[i].Metadata.Name] = &objs[i]
 	}
@@ -82,7 +40,7 @@ func TestKubernetesReplicasExample(t *testing.T) {
 	if gw.Spec.Replicas == nil || *gw.Spec.Replicas < 2 {
 		t.Fatalf("the gateway runs %d replicas: the example is about several", replicasOf(gw))
 	}
-	var cm *k8sObject
+	var cm *kubeObject
 	for i := range objs {
 		if objs[i].Kind == "ConfigMap" && strings.HasPrefix(objs[i].Metadata.Name, "authgress-gateway-config-") {
 			cm = &objs[i]
@@ -195,7 +153,7 @@ func TestKubernetesReplicasExample(t *testing.T) {
 	}
 }
 
-func replicasOf(o *k8sObject) int {
+func replicasOf(o *kubeObject) int {
 	if o.Spec.Replicas == nil {
 		return 1 // the Kubernetes default
 	}

@@ -145,12 +145,20 @@ type kubeObject struct {
 	} `json:"metadata"`
 	Data map[string]string `json:"data"`
 	Spec struct {
+		Replicas *int                 `json:"replicas"`
+		Selector map[string]any       `json:"selector"`
+		Ports    []struct{ Port int } `json:"ports"`
 		Template struct {
+			Metadata struct {
+				Labels map[string]string `json:"labels"`
+			} `json:"metadata"`
 			Spec struct {
 				SecurityContext securityContext `json:"securityContext"`
 				Containers      []struct {
 					Name            string          `json:"name"`
 					Image           string          `json:"image"`
+					Args            []string        `json:"args"`
+					Command         []string        `json:"command"`
 					SecurityContext securityContext `json:"securityContext"`
 					Env             []struct {
 						Name  string `json:"name"`
