@@ -52,11 +52,11 @@ func (p *Pipeline) RoundTrip(req *http.Request, d *Decision, note *Note) (*http.
 	if route.PropagateTrace {
 		injectTrace(req)
 	}
-	if route.Token == nil && route.Retry == nil && route.Via == nil {
-		return p.send(route, req, d, note)
+	if route.Token == nil && route.Retry == nil {
+		return p.send(route, req, d, note) // a node that could not be reached reuses the unread body
 	}
 	// Bodies up to ReplayLimit are kept, so that the request can be sent
-	// again: after a 401, under the retry policy, or to another node.
+	// again: after a 401, or under the retry policy.
 	replayable, err := prepareReplay(req)
 	if err != nil {
 		return nil, &Failure{Code: CodeBadRequest, Connection: route.Name, Message: "could not read the request body", Cause: err}
