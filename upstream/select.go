@@ -22,10 +22,9 @@ const (
 // arguments and the nodes' states.
 func Select(nodes []*Node, mode Mode, counter uint64, skip func(*Node) bool) *Node {
 	for _, tier := range [...]State{Healthy, Unknown} {
-		usable := func(n *Node) bool { return n.State() == tier && (skip == nil || !skip(n)) }
 		if mode == Failover {
 			for _, n := range nodes {
-				if usable(n) {
+				if usable(n, tier, skip) {
 					return n
 				}
 			}
@@ -33,7 +32,7 @@ func Select(nodes []*Node, mode Mode, counter uint64, skip func(*Node) bool) *No
 		}
 		total := 0
 		for _, n := range nodes {
-			if usable(n) {
+			if usable(n, tier, skip) {
 				total += n.Weight
 			}
 		}
@@ -42,7 +41,7 @@ func Select(nodes []*Node, mode Mode, counter uint64, skip func(*Node) bool) *No
 		}
 		slot := int(counter % uint64(total))
 		for _, n := range nodes {
-			if !usable(n) {
+			if !usable(n, tier, skip) {
 				continue
 			}
 			if slot < n.Weight {
@@ -52,6 +51,10 @@ func Select(nodes []*Node, mode Mode, counter uint64, skip func(*Node) bool) *No
 		}
 	}
 	return nil
+}
+
+func usable(n *Node, tier State, skip func(*Node) bool) bool {
+	return n.State() == tier && (skip == nil || !skip(n))
 }
 
 // Via is what a connection's via resolves to: the candidate nodes and how

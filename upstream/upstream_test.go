@@ -193,3 +193,10 @@ func TestWorkedExampleWithDefaults(t *testing.T) {
 		t.Error("max_interval = \"0s\" is accepted")
 	}
 }
+
+func TestSelectDoesNotAllocate(t *testing.T) {
+	ns := nodes(Down, Healthy, Healthy)
+	if n := testing.AllocsPerRun(1000, func() { _ = Select(ns, Balance, 7, nil) }); n != 0 {
+		t.Fatalf("Select allocates %v times", n)
+	}
+}
