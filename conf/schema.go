@@ -17,6 +17,7 @@ type Config struct {
 	Clusters    map[string]*Cluster    `toml:"clusters"`
 	Connections map[string]*Connection `toml:"connections"`
 	Cache       Cache                  `toml:"cache"`
+	Broker      *Broker                `toml:"broker"`
 
 	// Path is the file the config was read from; Dir is its directory, against
 	// which relative file paths in the config are resolved.
@@ -131,6 +132,71 @@ type Credential struct {
 	// MinRefreshInterval bounds forced refreshes (after an upstream 401) to
 	// one per interval.
 	MinRefreshInterval Duration `toml:"min_refresh_interval"`
+
+	// Grant is client_credentials (default) or authorization_code (a
+	// delegated user token, SPEC §14).
+	Grant        string `toml:"grant"`
+	AuthorizeURL string `toml:"authorize_url"`
+	Prompt       string `toml:"prompt"` // consent (default) | none | login | select_account
+	// ClientAuth is how the client authenticates at the token endpoint:
+	// client_secret_basic (default; send = "basic"), client_secret_post
+	// (send = "body"), private_key_jwt, tls_client_auth, none. Validation
+	// fills it from Send when only Send is written.
+	ClientAuth string `toml:"client_auth"`
+	// ClientID is the client id when no vault holds it (methods without a
+	// shared secret: private_key_jwt, tls_client_auth, none).
+	ClientID string `toml:"client_id"`
+	// private_key_jwt: the PEM private key, its key id and algorithm.
+	SigningKey Secret `toml:"signing_key"`
+	KeyID      string `toml:"key_id"`
+	Alg        string `toml:"alg"` // RS256 | PS256 | ES256
+	// RefreshTokenTTL is how long a user's refresh token is kept when the
+	// server does not say (refresh_expires_in); 0 = until it is refused.
+	RefreshTokenTTL Duration `toml:"refresh_token_ttl"`
+}
+
+// Delegated reports whether the credential holds user tokens
+// (authorization_code) rather than one client token.
+func (c *Credential) Delegated() bool { return c.Grant == GrantAuthorizationCode }
+
+// NeedsSecret reports whether the client authentication method sends a
+// shared client secret (so the vault must hold one).
+func (c *Credential) NeedsSecret() bool {
+	return c.ClientAuth == AuthSecretBasic || c.ClientAuth == AuthSecretPost
+}
+
+// Grants and client authentication methods.
+const (
+	GrantClientCredentials = "client_credentials"
+	GrantAuthorizationCode = "authorization_code"
+
+	AuthSecretBasic   = "client_secret_basic"
+	AuthSecretPost    = "client_secret_post"
+	AuthPrivateKeyJWT = "private_key_jwt"
+	AuthTLSClient     = "tls_client_auth"
+	AuthNone          = "none"
+)
+
+// Broker is the token broker API (SPEC §14): its own listener.
+type Broker struct {
+	Listen    string `toml:"listen"`
+	PublicURL string `toml:"public_url"`
+	// Clients are the apps allowed to call the broker, each with its key
+	// and the credentials it may use.
+	Clients          []BrokerClient `toml:"clients"`
+	AllowedRedirects []string       `toml:"allowed_redirects"`
+	// LoginTimeout is how long a started login waits for its callback.
+	LoginTimeout Duration `toml:"login_timeout"`
+
+	// Public is the parsed PublicURL (filled by validation).
+	Public *url.URL `toml:"-"`
+}
+
+// BrokerClient is one app that calls the broker.
+type BrokerClient struct {
+	Name        string   `toml:"name"`
+	Key         Secret   `toml:"key"`
+	Credentials []string `toml:"credentials"`
 }
 
 // Profile is a protocol profile: trust anchors, SNI, TLS version, client identity.

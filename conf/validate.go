@@ -65,6 +65,9 @@ func (v *validator) run() {
 		v.connection(name, v.cfg.Connections[name])
 	}
 	v.cache()
+	if v.cfg.Broker != nil {
+		v.broker(v.cfg.Broker)
+	}
 	v.overlaps()
 	v.listeners()
 	v.cycles()
@@ -343,21 +346,28 @@ func (v *validator) vault(name string, vt *Vault) {
 	}
 }
 
-var reservedParams = []string{"grant_type", "scope", "client_id", "client_secret"}
+var reservedParams = []string{"grant_type", "scope", "client_id", "client_secret", "client_assertion", "client_assertion_type",
+	"code", "code_verifier", "redirect_uri", "refresh_token", "state", "code_challenge", "code_challenge_method", "prompt", "response_type"}
 
 func (v *validator) credential(name string, c *Credential) {
 	p := "credentials." + name
 	v.name("credentials", name)
-	if c.Vault == "" {
-		v.r.errorf(p+".vault", "is required: the vault that holds the client id and secret")
-	} else if _, ok := v.cfg.Vaults[c.Vault]; !ok {
-		v.r.errorf(p+".vault", "vault %q is not defined in [vaults]", c.Vault)
+	v.clientAuth(p, c)
+	if c.NeedsSecret() || c.ClientID == "" {
+		if c.Vault == "" {
+			v.r.errorf(p+".vault", "is required: the vault that holds the client id and secret")
+		} else if _, ok := v.cfg.Vaults[c.Vault]; !ok {
+			v.r.errorf(p+".vault", "vault %q is not defined in [vaults]", c.Vault)
+		}
+		if c.ID == "" {
+			v.r.errorf(p+".id", "is required: the credential's ID in the vault")
+		}
 	}
-	if c.ID == "" {
-		v.r.errorf(p+".id", "is required: the credential's ID in the vault")
-	} else if vt, ok := v.cfg.Vaults[c.Vault]; ok {
-		if err := checkVaultID(vt, c.ID); err != nil {
-			v.r.errorf(p+".id", "%v", err)
+	if c.ID != "" {
+		if vt, ok := v.cfg.Vaults[c.Vault]; ok {
+			if err := checkVaultID(vt, c.ID); err != nil {
+				v.r.errorf(p+".id", "%v", err)
+			}
 		}
 	}
 	v.endpointURL(p+".token_url", c.TokenURL, "token endpoint")
@@ -365,13 +375,6 @@ func (v *validator) credential(name string, c *Credential) {
 		if s == "" || strings.ContainsAny(s, " \t\n") {
 			v.r.errorf(fmt.Sprintf("%s.scopes[%d]", p, i), "a scope must be non-empty and contain no spaces (list each scope separately)")
 		}
-	}
-	switch c.Send {
-	case "":
-		c.Send = "basic"
-	case "basic", "body":
-	default:
-		v.r.errorf(p+".send", "must be basic or body, got %q", c.Send)
 	}
 	for _, k := range sortedKeys(c.Params) {
 		if contains(reservedParams, k) || k == "" {
@@ -395,6 +398,7 @@ func (v *validator) credential(name string, c *Credential) {
 	if c.MinRefreshInterval.D <= 0 {
 		v.r.errorf(p+".min_refresh_interval", "must be greater than zero")
 	}
+	v.grant(p, c)
 }
 
 // endpointURL checks a token or vault URL: https, or http for loopback only.
@@ -559,8 +563,10 @@ func (v *validator) connection(name string, c *Connection) {
 		}
 	}
 	if c.Credential != "" {
-		if _, ok := v.cfg.Credentials[c.Credential]; !ok {
+		if cred, ok := v.cfg.Credentials[c.Credential]; !ok {
 			v.r.errorf(p+".credential", "credential %q is not defined in [credentials]", c.Credential)
+		} else if cred.Grant == GrantAuthorizationCode {
+			v.delegatedConnection(p, c)
 		}
 	} else if c.Scopes != nil {
 		v.r.errorf(p+".scopes", "scopes override the credential's scopes, but this connection has no credential")
@@ -850,6 +856,9 @@ func (v *validator) listeners() {
 		if l := v.cfg.Connections[name].Listen; l != "" {
 			add("connections."+name+".listen", l)
 		}
+	}
+	if b := v.cfg.Broker; b != nil && b.Listen != "" {
+		add("broker.listen", b.Listen)
 	}
 }
 

@@ -21,15 +21,30 @@ import (
 // MaxBody caps how much of a token response is read.
 const MaxBody = 1 << 20
 
-// Request is one client-credentials token request.
+// Request is one token request.
 type Request struct {
 	TokenURL     string
 	ClientID     string
 	ClientSecret string
 	Scopes       []string
 	Params       [][2]string // extra form parameters, in order
-	Send         string      // "basic" or "body"
+	Send         string      // "basic" or "body" (older spelling of ClientAuth)
 	DefaultTTL   time.Duration
+
+	// ClientAuth is how the client authenticates: client_secret_basic
+	// (default), client_secret_post, private_key_jwt (with Signer),
+	// tls_client_auth (the transport presents the certificate; client_id
+	// in the body), none (client_id in the body).
+	ClientAuth string
+	Signer     *Signer
+
+	// Grant is client_credentials (default), authorization_code (Code,
+	// CodeVerifier, RedirectURI) or refresh_token (RefreshToken).
+	Grant        string
+	Code         string
+	CodeVerifier string
+	RedirectURI  string
+	RefreshToken string
 }
 
 // Client sends token requests. It never follows redirects.

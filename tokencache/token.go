@@ -20,6 +20,12 @@ type Token struct {
 	RefreshAt time.Time // when a background refresh starts
 	UsableTo  time.Time // last instant it is injected (ExpiresAt less a safety margin)
 
+	// Refresh is the refresh token that came with it (delegated tokens);
+	// like Value it is never logged or shown.
+	Refresh string
+	// RefreshExpiresAt is when Refresh expires (zero: unknown).
+	RefreshExpiresAt time.Time
+
 	header string
 }
 
