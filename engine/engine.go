@@ -188,6 +188,9 @@ func (e *Engine) Reload(ctx context.Context) error {
 			keep[r.Token.Key] = true
 		}
 	}
+	for _, d := range g.delegated {
+		keep[d.Key()] = true
+	}
 	e.tokens.Retain(keep)
 	e.stats.Retain(names)
 	old.stop()

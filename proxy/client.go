@@ -26,6 +26,18 @@ func (c *Client) String() string {
 	return c.Subject
 }
 
+// delegatedUser is the identity whose user token a delegated credential
+// injects (SPEC §14): the proxy user, else the certificate's CN.
+func (c *Client) delegatedUser() string {
+	if c == nil {
+		return ""
+	}
+	if c.User != "" {
+		return c.User
+	}
+	return c.CN
+}
+
 // admittedBy reports whether one of names is this client: a proxy user
 // name, the full subject, or "CN=<common name>".
 func (c *Client) admittedBy(names []string) bool {

@@ -44,6 +44,7 @@ type Decision struct {
 	Host    string // normalised target host
 	Port    string // target port
 	Client  string // client identity ("" when the client is anonymous)
+	User    string // whose user token a delegated credential injects ("": none)
 	Path    string // the request's normalised path (what the access log shows)
 	Pinned  bool   // inside an intercepted tunnel: the target is the CONNECT's
 	Failure *Failure
@@ -128,10 +129,10 @@ func (d *decider) request(r *http.Request, pin *tunnelTarget, client *Client) De
 func (dec *Decision) act(r *http.Request, reason string) {
 	route := dec.Route
 	switch {
-	case route.Token != nil && r.Method == http.MethodTrace:
+	case route.injects() && r.Method == http.MethodTrace:
 		dec.Action, dec.Reason, dec.Failure = ActionDeny, ReasonTrace, &Failure{Code: CodeBadRequest, Connection: route.Name,
 			Message: "TRACE would reflect the injected credential back to the client: it is refused on connections with a credential"}
-	case route.Token != nil:
+	case route.injects():
 		dec.Action, dec.Reason = ActionInject, reason
 	default:
 		dec.Action, dec.Reason = ActionUpgrade, reason

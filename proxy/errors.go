@@ -32,6 +32,7 @@ const (
 	CodeNoAgentAvailable     = "no_agent_available"
 	CodeMisdirected          = "misdirected_request"
 	CodeBadRequest           = "bad_request" // not a proxy request, or malformed
+	CodeLoginRequired        = "login_required"
 )
 
 var codeStatus = map[string]int{
@@ -48,6 +49,7 @@ var codeStatus = map[string]int{
 	CodeNoAgentAvailable:     http.StatusServiceUnavailable,
 	CodeMisdirected:          http.StatusMisdirectedRequest,
 	CodeBadRequest:           http.StatusBadRequest,
+	CodeLoginRequired:        http.StatusUnauthorized,
 }
 
 // ErrorHeader carries the error code on every response authgress produces;
@@ -63,7 +65,8 @@ type Failure struct {
 	Connection string
 	Message    string // a human sentence; never a secret, token or internal address
 	RetryAfter time.Duration
-	Cause      error // for logs only
+	LoginURL   string // login_required: where the user logs in
+	Cause      error  // for logs only
 	private    bool  // egress_denied because of a private destination address
 	headline   bool  // the message is also the reason phrase and X-Authgress-Message
 }
@@ -74,11 +77,12 @@ type errorBody struct {
 	Error      string `json:"error"`
 	Connection string `json:"connection"`
 	Message    string `json:"message"`
+	LoginURL   string `json:"login_url,omitempty"`
 }
 
 // Response renders the failure as the JSON error response of SPEC §9.
 func (f *Failure) Response(req *http.Request) *http.Response {
-	body, _ := json.Marshal(errorBody{Error: f.Code, Connection: f.Connection, Message: f.Message})
+	body, _ := json.Marshal(errorBody{Error: f.Code, Connection: f.Connection, Message: f.Message, LoginURL: f.LoginURL})
 	body = append(body, '\n')
 	status := codeStatus[f.Code]
 	text := http.StatusText(status)
@@ -128,6 +132,8 @@ func tokenFailure(conn, credential string, err error) *Failure {
 	var ve *vault.Error
 	prefix := fmt.Sprintf("could not obtain a token for credential %q: ", credential)
 	switch {
+	case tokencache.IsLoginRequired(err):
+		f.Code, f.Message, f.RetryAfter = CodeLoginRequired, fmt.Sprintf("the user must log in (again) for credential %q", credential), 0
 	case errors.As(err, &ve):
 		f.Code, f.Message = CodeVaultUnavailable, "could not read the client secret of credential "+strconv.Quote(credential)+": "+ve.Error()
 		if errors.Is(err, vault.ErrNotFound) {

@@ -128,6 +128,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, reverse string) 
 		x.d = h.decide.request(r, nil, &client)
 	}
 	x.d.Client = client.String()
+	x.d.User = client.delegatedUser()
 	x.client = client
 
 	switch x.d.Action {

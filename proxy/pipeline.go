@@ -52,8 +52,12 @@ func (p *Pipeline) RoundTrip(req *http.Request, d *Decision, note *Note) (*http.
 	if route.PropagateTrace {
 		injectTrace(req)
 	}
-	if route.Token == nil && route.Retry == nil {
+	if !route.injects() && route.Retry == nil {
 		return p.send(route, req, d, note) // a node that could not be reached reuses the unread body
+	}
+	slot, f := route.slotFor(d.User)
+	if f != nil {
+		return nil, f
 	}
 	// Bodies up to ReplayLimit are kept, so that the request can be sent
 	// again: after a 401, or under the retry policy.
@@ -61,12 +65,12 @@ func (p *Pipeline) RoundTrip(req *http.Request, d *Decision, note *Note) (*http.
 	if err != nil {
 		return nil, &Failure{Code: CodeBadRequest, Connection: route.Name, Message: "could not read the request body", Cause: err}
 	}
-	if route.Token == nil {
+	if slot == nil {
 		return p.send(route, req, d, note)
 	}
-	tok, err := route.Token.Get(req.Context())
+	tok, err := slot.Get(req.Context())
 	if err != nil {
-		return nil, tokenFailure(route.Name, route.Credential, err)
+		return nil, route.tokenFailure(d.User, err)
 	}
 	req.Header.Set("Authorization", tok.Authorization())
 	resp, err := p.send(route, req, d, note)
@@ -76,13 +80,13 @@ func (p *Pipeline) RoundTrip(req *http.Request, d *Decision, note *Note) (*http.
 	// The upstream rejected the token: drop exactly that token, get a fresh
 	// one, and send the request once more if its body was kept (unless forced
 	// refreshes are throttled: then the 401 goes to the client).
-	if !route.Token.Invalidate(tok) || !replayable {
+	if !slot.Invalidate(tok) || !replayable {
 		return resp, nil
 	}
 	drain(resp.Body)
-	fresh, err := route.Token.Get(req.Context())
+	fresh, err := slot.Get(req.Context())
 	if err != nil {
-		return nil, tokenFailure(route.Name, route.Credential, err)
+		return nil, route.tokenFailure(d.User, err)
 	}
 	req.Body, _ = req.GetBody()
 	req.Header.Set("Authorization", fresh.Authorization())

@@ -24,7 +24,12 @@ type Route struct {
 	Patterns   []conf.HostPattern
 	Paths      []string
 	Credential string
-	Token      *tokencache.Slot // nil: no credential to inject
+	Token      *tokencache.Slot // nil: no client token to inject
+	// Delegated: the credential injects the token of the request's user
+	// (authorization_code); LoginURL is where that user logs in (the
+	// broker's login endpoint, without the user).
+	Delegated *tokencache.Delegated
+	LoginURL  string
 	Transport  http.RoundTripper
 	Timeout    time.Duration
 	Insecure   bool // allow_insecure: keep http:// upstream (tests only)
@@ -48,6 +53,46 @@ type Route struct {
 	Stats *ConnStats
 
 	metricAttr []metric.RecordOption // {connection=Name}
+}
+
+// injects reports whether the route injects a token.
+func (r *Route) injects() bool { return r.Token != nil || r.Delegated != nil }
+
+// slotFor is the token slot a request of user draws from: the route's
+// client token, or the user's token of a delegated credential (a
+// login_required failure when the user has none).
+func (r *Route) slotFor(user string) (*tokencache.Slot, *Failure) {
+	if r.Delegated == nil {
+		return r.Token, nil
+	}
+	if user == "" {
+		return nil, r.loginRequired("", "this connection injects the token of the client's user, and the request carries no client identity (proxy user or client certificate)")
+	}
+	s := r.Delegated.UserSlot(user)
+	if s == nil {
+		return nil, r.loginRequired(user, fmt.Sprintf("user %q has not logged in for credential %q", user, r.Credential))
+	}
+	return s, nil
+}
+
+// tokenFailure classifies a token error of the route's credential; a
+// user who must log in gets the login URL.
+func (r *Route) tokenFailure(user string, err error) *Failure {
+	f := tokenFailure(r.Name, r.Credential, err)
+	if f.Code == CodeLoginRequired {
+		lf := r.loginRequired(user, f.Message)
+		lf.Cause = err
+		return lf
+	}
+	return f
+}
+
+func (r *Route) loginRequired(user, msg string) *Failure {
+	f := &Failure{Code: CodeLoginRequired, Connection: r.Name, Message: msg}
+	if r.LoginURL != "" && user != "" {
+		f.LoginURL = r.LoginURL + "?user=" + url.QueryEscape(user)
+	}
+	return f
 }
 
 // buildRoutes turns the connections into routes, creating one token slot
@@ -83,7 +128,12 @@ func buildRoutes(cfg *conf.Config, vaults vault.Set, profiles *tlsprofiles.Set, 
 				r.nodeRT[n.Cluster] = profiles.Node(cl.Profile, c.Timeout.D, cl.ConnectTimeout())
 			}
 		}
-		if c.Credential != "" {
+		if c.Credential != "" && cfg.Credentials[c.Credential].Delegated() {
+			if r.Delegated, err = DelegatedCredential(cfg, c.Credential, vaults, profiles, tokens); err != nil {
+				return nil, err
+			}
+			r.LoginURL = LoginURL(cfg, c.Credential)
+		} else if c.Credential != "" {
 			scopes := cfg.Credentials[c.Credential].Scopes
 			if c.Scopes != nil {
 				scopes = c.Scopes

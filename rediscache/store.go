@@ -269,10 +269,11 @@ func (s *Store) aad(name, hash string) []byte {
 	return []byte(name + "\x00" + hash)
 }
 
-// Store seals t under name until it stops being usable, and tells waiting
-// replicas (pub/sub) in the same round trip.
+// Store seals t under name until it stops being usable (a user's token:
+// until its refresh token expires), and tells waiting replicas (pub/sub) in
+// the same round trip.
 func (s *Store) Store(ctx context.Context, name string, t *tokencache.Token) error {
-	ttl := time.Until(t.UsableTo)
+	ttl := time.Until(tokencache.KeepUntil(t))
 	if ttl < time.Millisecond {
 		return nil
 	}

@@ -17,6 +17,8 @@ type Cache struct {
 	slots  map[string]*Slot
 	shared Shared
 	gone   CacheStats // counts of slots that Retain dropped
+	// delegated is the newest delegated credential of each key.
+	delegated map[string]*Delegated
 }
 
 // New returns an empty cache whose slots log fetches to log (nil: no log).
@@ -71,12 +73,22 @@ func (c *Cache) Slot(key, name, scopes string, src Source, timeout time.Duration
 	return s
 }
 
-// Retain keeps only the slots whose keys are listed.
+// Retain keeps only the slots whose keys are listed, and the user slots of
+// the delegated credentials whose keys are.
 func (c *Cache) Retain(keys map[string]bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for k, s := range c.slots {
+	for k := range c.delegated {
 		if !keys[k] {
+			delete(c.delegated, k)
+		}
+	}
+	for k, s := range c.slots {
+		base := k
+		if i := strings.Index(k, userSep); i >= 0 {
+			base = k[:i]
+		}
+		if !keys[base] {
 			c.gone.add(s.stats)
 			delete(c.slots, k)
 		}

@@ -52,13 +52,18 @@ type sharedToken struct {
 	ExpiresAt int64  `json:"e"`
 	RefreshAt int64  `json:"r"`
 	UsableTo  int64  `json:"u"`
+	// Refresh is a delegated token's refresh token (encrypted by the store
+	// like the rest).
+	Refresh          string `json:"rt,omitempty"`
+	RefreshExpiresAt int64  `json:"re,omitempty"`
 }
 
 // EncodeToken is the plaintext of a token for a shared store: the value
 // and its schedule. The store encrypts it.
 func EncodeToken(t *Token) []byte {
 	b, _ := json.Marshal(sharedToken{Value: t.Value, Type: t.Type, Scope: t.Scope, FetchedAt: t.FetchedAt.UnixNano(),
-		ExpiresAt: t.ExpiresAt.UnixNano(), RefreshAt: t.RefreshAt.UnixNano(), UsableTo: t.UsableTo.UnixNano()})
+		ExpiresAt: t.ExpiresAt.UnixNano(), RefreshAt: t.RefreshAt.UnixNano(), UsableTo: t.UsableTo.UnixNano(),
+		Refresh: t.Refresh, RefreshExpiresAt: unixNano(t.RefreshExpiresAt)})
 	return b
 }
 
@@ -71,10 +76,41 @@ func DecodeToken(b []byte) (*Token, error) {
 	}
 	t := &Token{Value: st.Value, Type: st.Type, Scope: st.Scope, FetchedAt: time.Unix(0, st.FetchedAt),
 		ExpiresAt: time.Unix(0, st.ExpiresAt), RefreshAt: time.Unix(0, st.RefreshAt), UsableTo: time.Unix(0, st.UsableTo)}
+	if st.Refresh != "" {
+		t.Refresh = st.Refresh
+		safetext.Register(t.Refresh)
+		if st.RefreshExpiresAt != 0 {
+			t.RefreshExpiresAt = time.Unix(0, st.RefreshExpiresAt)
+		}
+	}
 	t.header = "Bearer " + t.Value
 	safetext.Register(t.Value)
 	return t, nil
 }
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// KeepUntil is how long a shared store keeps t: until it is no longer
+// usable, or — for a delegated token with a refresh token — until the
+// refresh token expires (when unknown, DelegatedKeep after the fetch).
+func KeepUntil(t *Token) time.Time {
+	if t.Refresh == "" {
+		return t.UsableTo
+	}
+	if !t.RefreshExpiresAt.IsZero() {
+		return t.RefreshExpiresAt
+	}
+	return t.FetchedAt.Add(DelegatedKeep)
+}
+
+// DelegatedKeep is how long a user's refresh token is kept when its
+// expiry is unknown (refresh_token_ttl overrides it per credential).
+const DelegatedKeep = 90 * 24 * time.Hour
 
 // Outcome of a flight at the shared level, for authgress_cache_requests_total.
 const (
@@ -110,6 +146,9 @@ func (s *Slot) obtainShared(ctx context.Context, src Source) (tok *Token, fetche
 		s.stats.count(sharedError)
 		return s.fetchAlone(ctx, src)
 	}
+	if t != nil && t.Refresh != "" {
+		s.noteLast(t) // a delegated token stored by another replica: its refresh token serves here too
+	}
 	if take(t) {
 		s.stats.count(sharedHit)
 		return t, false, nil
@@ -126,7 +165,11 @@ func (s *Slot) obtainShared(ctx context.Context, src Source) (tok *Token, fetche
 		if ok {
 			// Another replica may have stored a token between the first
 			// look and the lock.
-			if t, err := sh.Load(ctx, name); err == nil && take(t) {
+			t, err := sh.Load(ctx, name)
+			if err == nil && t != nil && t.Refresh != "" {
+				s.noteLast(t)
+			}
+			if err == nil && take(t) {
 				unlock()
 				s.stats.count(sharedHit)
 				return t, false, nil

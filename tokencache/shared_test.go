@@ -75,7 +75,7 @@ func (m *memShared) Load(ctx context.Context, name string) (*Token, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	t := m.vals[name]
-	if t == nil || !time.Now().Before(t.UsableTo) {
+	if t == nil || !time.Now().Before(KeepUntil(t)) {
 		return nil, nil
 	}
 	cp := *t // what a replica decodes is its own copy

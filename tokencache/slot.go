@@ -27,6 +27,7 @@ type Slot struct {
 	Key     string
 	Name    string // the credential's name, for logs and status
 	Scopes  string // the scopes it asks for, space-separated
+	User    string // the user whose token it holds ("": a client token)
 	src     Source
 	log     *slog.Logger
 	timeout time.Duration
@@ -34,6 +35,9 @@ type Slot struct {
 
 	cur     atomic.Pointer[Token]
 	fetches atomic.Int64
+	// last is the newest token the slot has held, kept when cur is
+	// dropped: a delegated slot refreshes with its refresh token.
+	last atomic.Pointer[Token]
 
 	mu        sync.Mutex
 	flight    *flight
@@ -209,7 +213,12 @@ func (s *Slot) finish(f *flight, tok *Token, err error) {
 	s.lastFetch = now
 	if err == nil {
 		s.cur.Store(tok)
+		s.noteLast(tok)
 		s.failures, s.nextTry, s.lastErr = 0, time.Time{}, nil
+	} else if errors.Is(err, ErrLoginRequired) {
+		// Nothing to retry until the user logs in (Set): no backoff, so
+		// a login elsewhere (another replica) is seen at once.
+		s.lastErr = err
 	} else {
 		s.failures++
 		backoff := time.Second << min(s.failures-1, 5) // 1s, 2s, … 32s
@@ -224,12 +233,18 @@ func (s *Slot) finish(f *flight, tok *Token, err error) {
 }
 
 func (s *Slot) logFetch(tok *Token, err error, took time.Duration) {
+	if errors.Is(err, ErrLoginRequired) {
+		if !errors.Is(err, errNoRefreshToken) {
+			s.log.Info("user token dropped: the user must log in again", "credential", s.Name, "user", s.User, "error", err.Error())
+		}
+		return
+	}
 	if err != nil {
 		s.log.Warn("token fetch failed", "credential", s.Name, "result", Result(err), "error", err.Error(),
 			"retry_in_s", math.Round(s.retryAfter().Seconds()*10)/10, "duration_ms", took.Milliseconds())
 		return
 	}
-	s.log.Info("token fetched", "credential", s.Name, "scope", tok.Scope,
+	s.log.Info("token fetched", "credential", s.Name, "user", s.User, "scope", tok.Scope,
 		"expires_in_s", int(tok.ExpiresAt.Sub(tok.FetchedAt).Seconds()), "duration_ms", took.Milliseconds())
 }
 
@@ -297,6 +312,62 @@ func (s *Slot) Invalidate(t *Token) bool {
 		go func() { _ = s.shared.Invalidate(context.Background(), s.sharedName, h) }()
 	}
 	return true
+}
+
+// noteLast records t as the newest token held, unless a newer one is.
+func (s *Slot) noteLast(t *Token) {
+	for {
+		old := s.last.Load()
+		if old != nil && old.FetchedAt.After(t.FetchedAt) {
+			return
+		}
+		if s.last.CompareAndSwap(old, t) {
+			return
+		}
+	}
+}
+
+// Set installs t, obtained outside the slot (a user's login), as the
+// slot's token: failures are forgotten, and the shared level gets it too.
+func (s *Slot) Set(ctx context.Context, t *Token) {
+	s.mu.Lock()
+	s.cur.Store(t)
+	s.last.Store(t)
+	s.failures, s.nextTry, s.lastErr = 0, time.Time{}, nil
+	s.lastFetch = s.now()
+	s.mu.Unlock()
+	if s.shared != nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.shared.Timeout())
+		defer cancel()
+		_ = s.shared.Store(sctx, s.sharedName, t)
+	}
+}
+
+// forget drops the slot's tokens after the refresh token rt was refused:
+// unless a newer login replaced it meanwhile, the user must log in again,
+// on every replica.
+func (s *Slot) forget(rt string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	last := s.last.Load()
+	if last == nil || last.Refresh != rt {
+		return
+	}
+	s.last.Store(nil)
+	cur := s.cur.Load()
+	s.cur.Store(nil)
+	if s.shared != nil && cur != nil {
+		h := s.shared.Hash(cur.Value)
+		go func() { _ = s.shared.Invalidate(context.Background(), s.sharedName, h) }()
+	}
+}
+
+// refreshToken is the refresh token of the newest token held ("": none).
+func (s *Slot) refreshToken() string {
+	if t := s.last.Load(); t != nil {
+		return t.Refresh
+	}
+	return ""
 }
 
 // Fetches counts token fetches started by this slot.
