@@ -101,9 +101,9 @@ func (e *Engine) Do(req *http.Request) (*http.Response, string, string) {
 
 // TokenSource returns a fresh (uncached) token source for a credential
 // with the given scopes (authgress token).
-func (e *Engine) TokenSource(credential string, scopes []string) (tokencache.Source, error) {
+func (e *Engine) TokenSource(ctx context.Context, credential string, scopes []string) (tokencache.Source, error) {
 	g := e.cur.Load()
-	_, src, err := proxy.CredentialSource(g.cfg, credential, scopes, g.vaults, g.profiles)
+	_, src, err := proxy.CredentialSource(ctx, g.cfg, credential, scopes, g.vaults, g.profiles)
 	return src, err
 }
 

@@ -54,7 +54,7 @@ func New(ctx context.Context, cfg *conf.Config, d Deps) (*Proxy, error) {
 	if d.Stats == nil {
 		d.Stats = NewStatsSet()
 	}
-	routes, err := buildRoutes(cfg, d.Vaults, d.Profiles, d.Tokens, d.Clusters, d.Stats)
+	routes, err := buildRoutes(ctx, cfg, d.Vaults, d.Profiles, d.Tokens, d.Clusters, d.Stats)
 	if err != nil {
 		return nil, err
 	}

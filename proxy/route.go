@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -97,7 +98,7 @@ func (r *Route) loginRequired(user, msg string) *Failure {
 
 // buildRoutes turns the connections into routes, creating one token slot
 // per (credential, effective scopes, params).
-func buildRoutes(cfg *conf.Config, vaults vault.Set, profiles *tlsprofiles.Set, tokens *tokencache.Cache, clusters *upstream.Set, stats *StatsSet) ([]*Route, error) {
+func buildRoutes(ctx context.Context, cfg *conf.Config, vaults vault.Set, profiles *tlsprofiles.Set, tokens *tokencache.Cache, clusters *upstream.Set, stats *StatsSet) ([]*Route, error) {
 	var routes []*Route
 	names := make([]string, 0, len(cfg.Connections))
 	for n := range cfg.Connections {
@@ -138,7 +139,7 @@ func buildRoutes(cfg *conf.Config, vaults vault.Set, profiles *tlsprofiles.Set, 
 			if c.Scopes != nil {
 				scopes = c.Scopes
 			}
-			key, src, err := CredentialSource(cfg, c.Credential, scopes, vaults, profiles)
+			key, src, err := CredentialSource(ctx, cfg, c.Credential, scopes, vaults, profiles)
 			if err != nil {
 				return nil, err
 			}
@@ -153,22 +154,47 @@ func buildRoutes(cfg *conf.Config, vaults vault.Set, profiles *tlsprofiles.Set, 
 // credential asking for scopes. The key covers everything the token depends
 // on (the credential's, its vault's and its profile's definitions, scopes and
 // params), so a reload that changes none of them keeps the cached token.
-func CredentialSource(cfg *conf.Config, name string, scopes []string, vaults vault.Set, profiles *tlsprofiles.Set) (string, tokencache.Source, error) {
+// A private_key_jwt signing key is resolved (through the vaults) and parsed
+// here, so a bad key fails the build, naming credentials.<name>.signing_key.
+// (For a delegated credential the source is a client-credentials one: the
+// users' tokens come from the broker.)
+func CredentialSource(ctx context.Context, cfg *conf.Config, name string, scopes []string, vaults vault.Set, profiles *tlsprofiles.Set) (string, tokencache.Source, error) {
 	cred, ok := cfg.Credentials[name]
 	if !ok {
 		return "", nil, fmt.Errorf("credential %q is not defined", name)
 	}
-	secrets, ok := vaults[cred.Vault]
-	if !ok {
-		return "", nil, fmt.Errorf("credential %q: vault %q is not defined", name, cred.Vault)
+	var secrets tokencache.Secrets // nil (not a nil *vault.Cached) without a vault
+	if cred.Vault != "" {
+		c, ok := vaults[cred.Vault]
+		if !ok {
+			return "", nil, fmt.Errorf("credential %q: vault %q is not defined", name, cred.Vault)
+		}
+		secrets = c
 	}
 	params := sortedParams(cred.Params)
 	def := fmt.Sprintf("%+v|%+v|%+v", *cred, cfg.Vaults[cred.Vault], cfg.Profiles[cred.Profile])
 	sum := sha256.Sum256([]byte(def))
 	key := tokencache.Key(name, hex.EncodeToString(sum[:]), scopes, params)
-	req := tokencache.Request{TokenURL: cred.TokenURL, Scopes: scopes, Params: params, Send: cred.Send, DefaultTTL: cred.DefaultTTL.D}
+	req := tokencache.Request{TokenURL: cred.TokenURL, Scopes: scopes, Params: params, Send: cred.Send, DefaultTTL: cred.DefaultTTL.D,
+		ClientAuth: cred.ClientAuth, ClientID: cred.ClientID}
+	if cred.ClientAuth == conf.AuthPrivateKeyJWT {
+		signer, err := credentialSigner(ctx, vaults, cred)
+		if err != nil {
+			return "", nil, fmt.Errorf("credentials.%s.signing_key: %w", name, err)
+		}
+		req.Signer = signer
+	}
 	client := tokencache.NewClient(profiles.Transport(cred.Profile))
 	return key, tokencache.ClientCredentials(client, secrets, cred.ID, req), nil
+}
+
+// credentialSigner resolves and parses a credential's private_key_jwt key.
+func credentialSigner(ctx context.Context, vaults vault.Set, cred *conf.Credential) (*tokencache.Signer, error) {
+	pemKey, err := vaults.Resolve(ctx, cred.SigningKey)
+	if err != nil {
+		return nil, err
+	}
+	return tokencache.NewSigner([]byte(pemKey), cred.KeyID, cred.Alg)
 }
 
 func sortedParams(m map[string]string) [][2]string {

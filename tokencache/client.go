@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"mime"
@@ -70,54 +71,150 @@ func basicAuth(id, secret string) string {
 	return "Basic " + base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id)+":"+url.QueryEscape(secret)))
 }
 
-func (r *Request) form() string {
-	v := url.Values{}
-	v.Set("grant_type", "client_credentials")
-	if len(r.Scopes) > 0 {
-		v.Set("scope", strings.Join(r.Scopes, " "))
+// Grants and client authentication methods (the conf spellings).
+const (
+	GrantClientCredentials = "client_credentials"
+	GrantAuthorizationCode = "authorization_code"
+	GrantRefreshToken      = "refresh_token"
+
+	AuthSecretBasic   = "client_secret_basic"
+	AuthSecretPost    = "client_secret_post"
+	AuthPrivateKeyJWT = "private_key_jwt"
+	AuthTLSClient     = "tls_client_auth"
+	AuthNone          = "none"
+)
+
+// Method is the client authentication method: ClientAuth, else the one Send
+// names (body = client_secret_post), else client_secret_basic.
+func (r *Request) Method() string {
+	switch {
+	case r.ClientAuth != "":
+		return r.ClientAuth
+	case r.Send == "body":
+		return AuthSecretPost
 	}
-	if r.Send == "body" {
+	return AuthSecretBasic
+}
+
+// NeedsSecret reports whether the method sends a shared client secret.
+func NeedsSecret(method string) bool {
+	return method == "" || method == AuthSecretBasic || method == AuthSecretPost
+}
+
+// form returns the request body and the Authorization header ("" for none).
+// Every secret value in them is registered with safetext first.
+func (r *Request) form(now time.Time) (body, auth string, err error) {
+	v := url.Values{}
+	switch r.Grant {
+	case "", GrantClientCredentials:
+		v.Set("grant_type", GrantClientCredentials)
+		if len(r.Scopes) > 0 {
+			v.Set("scope", strings.Join(r.Scopes, " "))
+		}
+	case GrantAuthorizationCode:
+		if r.Code == "" {
+			return "", "", errors.New("no authorization code")
+		}
+		registerSecret(r.Code)
+		registerSecret(r.CodeVerifier)
+		v.Set("grant_type", GrantAuthorizationCode)
+		v.Set("code", r.Code)
+		if r.RedirectURI != "" {
+			v.Set("redirect_uri", r.RedirectURI)
+		}
+		if r.CodeVerifier != "" {
+			v.Set("code_verifier", r.CodeVerifier)
+		}
+	case GrantRefreshToken:
+		if r.RefreshToken == "" {
+			return "", "", errors.New("no refresh token")
+		}
+		registerSecret(r.RefreshToken)
+		v.Set("grant_type", GrantRefreshToken)
+		v.Set("refresh_token", r.RefreshToken)
+		if len(r.Scopes) > 0 {
+			v.Set("scope", strings.Join(r.Scopes, " "))
+		}
+	default:
+		return "", "", fmt.Errorf("unknown grant %q", r.Grant)
+	}
+	switch m := r.Method(); m {
+	case AuthSecretBasic:
+		// The secret in the forms the endpoint could echo back: as it is,
+		// and inside the Basic credentials.
+		registerSecret(r.ClientSecret)
+		auth = basicAuth(r.ClientID, r.ClientSecret)
+		safetext.Register(strings.TrimPrefix(auth, "Basic "))
+	case AuthSecretPost:
+		registerSecret(r.ClientSecret)
 		v.Set("client_id", r.ClientID)
 		v.Set("client_secret", r.ClientSecret)
+	case AuthPrivateKeyJWT:
+		a, err := r.Signer.Assertion(r.ClientID, r.TokenURL, now)
+		if err != nil {
+			return "", "", err
+		}
+		safetext.Register(a)
+		v.Set("client_id", r.ClientID)
+		v.Set("client_assertion_type", AssertionType)
+		v.Set("client_assertion", a)
+	case AuthTLSClient, AuthNone:
+		v.Set("client_id", r.ClientID)
+	default:
+		return "", "", fmt.Errorf("unknown client authentication method %q", m)
 	}
-	body := v.Encode()
+	body = v.Encode()
 	for _, p := range r.Params {
 		body += "&" + url.QueryEscape(p[0]) + "=" + url.QueryEscape(p[1])
 	}
-	return body
+	return body, auth, nil
 }
 
-// Fetch performs the token request.
+// registerSecret registers s with safetext as it is and form-encoded.
+func registerSecret(s string) {
+	safetext.Register(s)
+	safetext.Register(url.QueryEscape(s))
+}
+
+// Fetch performs the token request: r.Grant with r.Method(). The response
+// is parsed the same way for every grant; a refresh token in it is returned
+// in Token.Refresh (empty when the server did not rotate or issue one).
 func (c *Client) Fetch(ctx context.Context, r Request) (*Token, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.TokenURL, strings.NewReader(r.form()))
+	sent := c.Now()
+	body, auth, err := r.form(sent)
+	if err != nil {
+		return nil, &Error{Kind: Unavailable, Msg: "the token request could not be built: " + err.Error()}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.TokenURL, strings.NewReader(body))
 	if err != nil {
 		return nil, &Error{Kind: Unavailable, Msg: "invalid token_url", Err: err}
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
-	// The secret in the forms the endpoint could echo back: as it is, as
-	// sent in the form body, and inside the Basic credentials.
-	safetext.Register(r.ClientSecret)
-	safetext.Register(url.QueryEscape(r.ClientSecret))
-	if r.Send != "body" {
-		auth := basicAuth(r.ClientID, r.ClientSecret)
-		safetext.Register(strings.TrimPrefix(auth, "Basic "))
+	if auth != "" {
 		req.Header.Set("Authorization", auth)
 	}
-	sent := c.Now()
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
 		return nil, &Error{Kind: Unavailable, Msg: "the token endpoint could not be reached (" + neterr.Reason(err) + ")", Err: err}
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxBody+1))
+	rbody, err := io.ReadAll(io.LimitReader(resp.Body, MaxBody+1))
 	if err != nil {
 		return nil, &Error{Kind: Unavailable, Status: resp.StatusCode, Msg: "the token response could not be read", Err: err}
 	}
-	if len(body) > MaxBody {
+	if len(rbody) > MaxBody {
 		return nil, &Error{Kind: Unavailable, Status: resp.StatusCode, Msg: "the token response is larger than 1 MiB"}
 	}
-	return parseResponse(resp, body, sent, r.DefaultTTL)
+	return parseResponse(resp, rbody, sent, r.DefaultTTL)
+}
+
+// IsInvalidGrant reports whether err is the token endpoint's invalid_grant:
+// the authorization code or the refresh token is dead (expired, revoked,
+// used), so the user must log in again.
+func IsInvalidGrant(err error) bool {
+	var te *Error
+	return errors.As(err, &te) && te.Code == "invalid_grant"
 }
 
 type tokenResponse struct {
@@ -127,11 +224,15 @@ type tokenResponse struct {
 	Scope            string
 	Error            string
 	ErrorDescription string
+	RefreshToken     string
+	RefreshExpiresIn string
 }
 
 func parseResponse(resp *http.Response, body []byte, sent time.Time, defTTL time.Duration) (*Token, error) {
 	tr, perr := decodeBody(resp.Header.Get("Content-Type"), body)
 	status := resp.StatusCode
+	// Before anything else: no later text may show it.
+	registerSecret(tr.RefreshToken)
 	if tr.Error != "" {
 		kind := Rejected
 		if tr.Error == "server_error" || tr.Error == "temporarily_unavailable" || status >= 500 {
@@ -162,23 +263,42 @@ func parseResponse(resp *http.Response, body []byte, sent time.Time, defTTL time
 	}
 	lifetime := defTTL
 	if tr.ExpiresIn != "" {
-		secs, err := strconv.ParseFloat(tr.ExpiresIn, 64)
+		d, err := seconds(tr.ExpiresIn)
 		if err != nil {
 			return nil, &Error{Kind: Unavailable, Status: status, Msg: "the token response has an invalid expires_in"}
 		}
 		// A lifetime that is zero, or rounds to zero (under a nanosecond), is
 		// taken as no expires_in.
-		if d := time.Duration(min(secs, 365*24*3600) * float64(time.Second)); secs > 0 && d > 0 {
+		if d > 0 {
 			lifetime = d
 		}
 	}
-	t := &Token{Value: tr.AccessToken, Type: tr.TokenType, Scope: tr.Scope}
+	t := &Token{Value: tr.AccessToken, Type: tr.TokenType, Scope: tr.Scope, Refresh: tr.RefreshToken}
 	if t.Type == "" {
 		t.Type = "Bearer"
 	}
 	t.schedule(sent, lifetime, rand.Float64())
+	// refresh_expires_in (Keycloak and others) is advisory: an invalid value
+	// or 0 (Keycloak's offline tokens) means unknown.
+	if d, err := seconds(tr.RefreshExpiresIn); t.Refresh != "" && err == nil && d > 0 {
+		t.RefreshExpiresAt = sent.Add(d)
+	}
 	safetext.Register(t.Value) // redacted from whatever a server says later
 	return t, nil
+}
+
+// seconds parses an expires_in value (a number of seconds, maybe
+// fractional), capped at a year; a value that is not positive or rounds to
+// zero is 0.
+func seconds(s string) (time.Duration, error) {
+	secs, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0, err
+	}
+	if !(secs > 0) { // also NaN
+		return 0, nil
+	}
+	return time.Duration(min(secs, 365*24*3600) * float64(time.Second)), nil
 }
 
 // headerSafe reports whether tok is visible ASCII only, so that "Bearer "+tok
@@ -204,7 +324,8 @@ func decodeBody(contentType string, body []byte) (tokenResponse, error) {
 			return tr, errors.New("malformed form body")
 		}
 		return tokenResponse{AccessToken: v.Get("access_token"), TokenType: v.Get("token_type"), ExpiresIn: v.Get("expires_in"),
-			Scope: v.Get("scope"), Error: v.Get("error"), ErrorDescription: v.Get("error_description")}, nil
+			Scope: v.Get("scope"), Error: v.Get("error"), ErrorDescription: v.Get("error_description"),
+			RefreshToken: v.Get("refresh_token"), RefreshExpiresIn: v.Get("refresh_expires_in")}, nil
 	}
 	var raw struct {
 		AccessToken      string          `json:"access_token"`
@@ -213,18 +334,26 @@ func decodeBody(contentType string, body []byte) (tokenResponse, error) {
 		Scope            string          `json:"scope"`
 		Error            string          `json:"error"`
 		ErrorDescription string          `json:"error_description"`
+		RefreshToken     string          `json:"refresh_token"`
+		RefreshExpiresIn json.RawMessage `json:"refresh_expires_in"`
 	}
 	if err := json.Unmarshal(body, &raw); err != nil {
 		return tr, errors.New("malformed JSON body")
 	}
-	tr = tokenResponse{AccessToken: raw.AccessToken, TokenType: raw.TokenType, Scope: raw.Scope, Error: raw.Error, ErrorDescription: raw.ErrorDescription}
-	if len(raw.ExpiresIn) > 0 && string(raw.ExpiresIn) != "null" {
-		var s string
-		if json.Unmarshal(raw.ExpiresIn, &s) == nil {
-			tr.ExpiresIn = s
-		} else {
-			tr.ExpiresIn = string(raw.ExpiresIn)
-		}
-	}
+	tr = tokenResponse{AccessToken: raw.AccessToken, TokenType: raw.TokenType, Scope: raw.Scope, Error: raw.Error, ErrorDescription: raw.ErrorDescription,
+		RefreshToken: raw.RefreshToken, ExpiresIn: numberOrString(raw.ExpiresIn), RefreshExpiresIn: numberOrString(raw.RefreshExpiresIn)}
 	return tr, nil
+}
+
+// numberOrString returns a JSON number's text or a JSON string's value ("" for
+// absent or null).
+func numberOrString(m json.RawMessage) string {
+	if len(m) == 0 || string(m) == "null" {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(m, &s) == nil {
+		return s
+	}
+	return string(m)
 }

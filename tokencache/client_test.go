@@ -258,3 +258,249 @@ func TestEchoedTokenIsRedacted(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// recorder is a token endpoint that records what it received and answers
+// with body.
+type recorder struct {
+	srv    *httptest.Server
+	auth   string
+	hasHdr bool
+	form   url.Values
+	body   string
+}
+
+func newRecorder(t *testing.T, status int, body string) *recorder {
+	rec := &recorder{}
+	rec.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, rec.hasHdr = r.Header["Authorization"]
+		rec.auth = r.Header.Get("Authorization")
+		b, _ := io.ReadAll(r.Body)
+		rec.body = string(b)
+		rec.form, _ = url.ParseQuery(rec.body)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, body)
+	}))
+	t.Cleanup(rec.srv.Close)
+	return rec
+}
+
+// TestFetchGrantsAndMethods: each grant with each client authentication
+// method sends exactly its fields, and only its own.
+func TestFetchGrantsAndMethods(t *testing.T) {
+	testKeys(t)
+	rsaSigner, err := NewSigner(pkcs8(t, rsaKey), "rk", "PS256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecSigner, err := NewSigner(sec1(t, ecKey), "", "ES256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	grants := []struct {
+		name string
+		set  func(*Request)
+		want map[string]string // form fields; "" = must be absent
+	}{
+		{"client_credentials default", func(r *Request) {}, map[string]string{
+			"grant_type": "client_credentials", "scope": "a b", "code": "", "refresh_token": "", "code_verifier": "", "redirect_uri": ""}},
+		{"client_credentials", func(r *Request) { r.Grant = "client_credentials" }, map[string]string{
+			"grant_type": "client_credentials", "scope": "a b"}},
+		{"authorization_code", func(r *Request) {
+			r.Grant, r.Code, r.CodeVerifier, r.RedirectURI = "authorization_code", "code-123456", "verifier-abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", "https://broker.example/oauth-callback"
+		}, map[string]string{
+			"grant_type": "authorization_code", "code": "code-123456", "code_verifier": "verifier-abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+			"redirect_uri": "https://broker.example/oauth-callback", "scope": "", "refresh_token": ""}},
+		{"refresh_token with scopes", func(r *Request) { r.Grant, r.RefreshToken = "refresh_token", "rt-abcdef-123456" }, map[string]string{
+			"grant_type": "refresh_token", "refresh_token": "rt-abcdef-123456", "scope": "a b", "code": ""}},
+		{"refresh_token without scopes", func(r *Request) { r.Grant, r.RefreshToken, r.Scopes = "refresh_token", "rt-abcdef-123456", nil }, map[string]string{
+			"grant_type": "refresh_token", "refresh_token": "rt-abcdef-123456", "scope": ""}},
+	}
+	methods := []struct {
+		name  string
+		set   func(*Request)
+		basic bool              // Authorization: Basic cid:sec
+		want  map[string]string // "" = must be absent
+		pub   any               // verify client_assertion with it
+		alg   string
+	}{
+		{"default", func(r *Request) {}, true, map[string]string{"client_id": "", "client_secret": "", "client_assertion": ""}, nil, ""},
+		{"send basic", func(r *Request) { r.Send = "basic" }, true, map[string]string{"client_id": "", "client_secret": ""}, nil, ""},
+		{"client_secret_basic", func(r *Request) { r.ClientAuth = "client_secret_basic" }, true, map[string]string{"client_id": "", "client_secret": ""}, nil, ""},
+		{"send body", func(r *Request) { r.Send = "body" }, false, map[string]string{"client_id": "cid", "client_secret": "sec-123456"}, nil, ""},
+		{"client_secret_post", func(r *Request) { r.ClientAuth = "client_secret_post" }, false, map[string]string{"client_id": "cid", "client_secret": "sec-123456", "client_assertion": ""}, nil, ""},
+		{"private_key_jwt PS256", func(r *Request) { r.ClientAuth, r.Signer, r.ClientSecret = "private_key_jwt", rsaSigner, "" }, false,
+			map[string]string{"client_id": "cid", "client_secret": "", "client_assertion_type": AssertionType}, &rsaKey.PublicKey, "PS256"},
+		{"private_key_jwt ES256", func(r *Request) { r.ClientAuth, r.Signer, r.ClientSecret = "private_key_jwt", ecSigner, "" }, false,
+			map[string]string{"client_id": "cid", "client_secret": "", "client_assertion_type": AssertionType}, &ecKey.PublicKey, "ES256"},
+		{"tls_client_auth", func(r *Request) { r.ClientAuth, r.ClientSecret = "tls_client_auth", "" }, false,
+			map[string]string{"client_id": "cid", "client_secret": "", "client_assertion": "", "client_assertion_type": ""}, nil, ""},
+		{"none", func(r *Request) { r.ClientAuth, r.ClientSecret = "none", "" }, false,
+			map[string]string{"client_id": "cid", "client_secret": "", "client_assertion": ""}, nil, ""},
+	}
+	rec := newRecorder(t, 200, `{"access_token":"at-grants","token_type":"Bearer","expires_in":60,"refresh_token":"rt-new-000111"}`)
+	for _, g := range grants {
+		for _, m := range methods {
+			t.Run(g.name+"/"+m.name, func(t *testing.T) {
+				r := Request{TokenURL: rec.srv.URL + "/token", ClientID: "cid", ClientSecret: "sec-123456", Scopes: []string{"a", "b"},
+					Params: [][2]string{{"resource", "https://api"}}, DefaultTTL: time.Minute}
+				g.set(&r)
+				m.set(&r)
+				tok, err := NewClient(rec.srv.Client().Transport).Fetch(context.Background(), r)
+				if err != nil || tok.Value != "at-grants" || tok.Refresh != "rt-new-000111" {
+					t.Fatalf("fetch: %v %v", tok, err)
+				}
+				if m.basic {
+					if rec.auth != basicAuth("cid", "sec-123456") {
+						t.Fatalf("Authorization = %q", rec.auth)
+					}
+				} else if rec.hasHdr {
+					t.Fatalf("Authorization sent: %q", rec.auth)
+				}
+				for _, want := range []map[string]string{g.want, m.want, {"resource": "https://api"}} {
+					for k, v := range want {
+						if got, ok := rec.form[k]; v == "" && ok || v != "" && (len(got) != 1 || got[0] != v) {
+							t.Errorf("form %s = %q, want %q (body %s)", k, got, v, rec.body)
+						}
+					}
+				}
+				if m.pub == nil {
+					if _, ok := rec.form["client_assertion"]; ok {
+						t.Fatal("client_assertion sent")
+					}
+					return
+				}
+				c, h := verifyAssertion(t, rec.form.Get("client_assertion"), m.alg, m.pub)
+				if c.Issuer != "cid" || c.Subject != "cid" || len(c.Audience) != 1 || c.Audience[0] != r.TokenURL || c.ID == "" || h.KeyID != r.Signer.KeyID {
+					t.Fatalf("assertion claims %+v header %+v", c, h)
+				}
+				if d := c.Expiry.Time().Sub(time.Now()); d <= 0 || d > 5*time.Minute {
+					t.Fatalf("assertion expires in %v", d)
+				}
+			})
+		}
+	}
+}
+
+func TestFetchBuildErrors(t *testing.T) {
+	rec := newRecorder(t, 200, `{"access_token":"x"}`)
+	for name, r := range map[string]Request{
+		"unknown grant":                {Grant: "password"},
+		"unknown method":               {ClientAuth: "client_secret_jwt"},
+		"private_key_jwt without key":  {ClientAuth: "private_key_jwt"},
+		"authorization_code sans code": {Grant: "authorization_code"},
+		"refresh_token sans token":     {Grant: "refresh_token"},
+	} {
+		rec.form = nil
+		r.TokenURL, r.ClientID = rec.srv.URL, "cid"
+		_, err := NewClient(rec.srv.Client().Transport).Fetch(context.Background(), r)
+		var te *Error
+		if !errors.As(err, &te) || te.Kind != Unavailable || rec.form != nil {
+			t.Errorf("%s: err %v, sent %v", name, err, rec.form)
+		}
+	}
+}
+
+func TestFetchRefreshToken(t *testing.T) {
+	cases := []struct {
+		name, ctype, body string
+		refresh           string
+		refreshTTL        time.Duration // 0: unknown
+	}{
+		{"json number", "application/json", `{"access_token":"at","token_type":"Bearer","expires_in":60,"refresh_token":"rt-json-1","refresh_expires_in":1800}`, "rt-json-1", 30 * time.Minute},
+		{"json string", "application/json", `{"access_token":"at","expires_in":60,"refresh_token":"rt-json-2","refresh_expires_in":"90"}`, "rt-json-2", 90 * time.Second},
+		{"keycloak offline 0", "application/json", `{"access_token":"at","refresh_token":"rt-json-3","refresh_expires_in":0}`, "rt-json-3", 0},
+		{"invalid refresh_expires_in", "application/json", `{"access_token":"at","refresh_token":"rt-json-4","refresh_expires_in":"later"}`, "rt-json-4", 0},
+		{"none", "application/json", `{"access_token":"at","refresh_expires_in":60}`, "", 0},
+		{"form", "application/x-www-form-urlencoded", `access_token=at&token_type=bearer&refresh_token=rt-form-5&refresh_expires_in=120`, "rt-form-5", 2 * time.Minute},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := server(t, 200, tc.ctype, tc.body, nil)
+			tok, err := fetch(t, srv, Request{ClientID: "c", ClientSecret: "s"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tok.Refresh != tc.refresh {
+				t.Fatalf("Refresh = %q, want %q", tok.Refresh, tc.refresh)
+			}
+			var got time.Duration
+			if !tok.RefreshExpiresAt.IsZero() {
+				got = tok.RefreshExpiresAt.Sub(tok.FetchedAt)
+			}
+			if got != tc.refreshTTL {
+				t.Fatalf("refresh lifetime %v, want %v", got, tc.refreshTTL)
+			}
+			if tc.refresh != "" {
+				for _, f := range []string{"%v", "%+v", "%#v", "%s"} {
+					if strings.Contains(fmt.Sprintf(f, tok), tc.refresh) {
+						t.Fatalf("%s shows the refresh token", f)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestRefreshTokenNeverInErrors: a refresh token the endpoint echoes (the one
+// sent, raw or form-encoded, or one it issued earlier) is redacted.
+func TestRefreshTokenNeverInErrors(t *testing.T) {
+	const sent = "rt-canary-sent+/=0123456789"
+	const issued = "rt-canary-issued-0123456789"
+	calls := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls++
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		if calls == 1 {
+			_, _ = io.WriteString(w, `{"access_token":"at-x","token_type":"Bearer","refresh_token":"`+issued+`"}`)
+			return
+		}
+		form, _ := url.ParseQuery(string(b))
+		w.WriteHeader(400)
+		_ = json.NewEncoder(w).Encode(map[string]string{
+			"error":             "invalid_grant",
+			"error_description": fmt.Sprintf("refresh token %s revoked; body %s; earlier %s", form.Get("refresh_token"), b, issued),
+		})
+	}))
+	defer srv.Close()
+	c := NewClient(srv.Client().Transport)
+	r := Request{TokenURL: srv.URL, ClientID: "c", ClientAuth: "none", DefaultTTL: time.Minute}
+	if tok, err := c.Fetch(context.Background(), r); err != nil || tok.Refresh != issued {
+		t.Fatalf("first: %v", err)
+	}
+	r.Grant, r.RefreshToken = "refresh_token", sent
+	_, err := c.Fetch(context.Background(), r)
+	if !IsInvalidGrant(err) || !strings.Contains(err.Error(), "refresh token [redacted] revoked") {
+		t.Fatalf("err = %v", err)
+	}
+	for _, f := range []string{sent, url.QueryEscape(sent), issued} {
+		if strings.Contains(err.Error(), f) || strings.Contains(fmt.Sprintf("%+v", err), f) {
+			t.Fatalf("error shows %q: %v", f, err)
+		}
+	}
+}
+
+func TestIsInvalidGrant(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{errors.New("invalid_grant"), false},
+		{&Error{Kind: Rejected, Code: "invalid_grant"}, true},
+		{&Error{Kind: Rejected, Code: "invalid_client"}, false},
+		{&FetchError{Err: &Error{Kind: Rejected, Code: "invalid_grant"}}, true},
+		{fmt.Errorf("wrapped: %w", &Error{Code: "invalid_grant"}), true},
+	} {
+		if got := IsInvalidGrant(tc.err); got != tc.want {
+			t.Errorf("IsInvalidGrant(%v) = %v", tc.err, got)
+		}
+	}
+	srv := server(t, 400, "application/json", `{"error":"invalid_grant","error_description":"AADSTS70008: expired"}`, nil)
+	_, err := fetch(t, srv, Request{Grant: "authorization_code", Code: "c0de-xyz", ClientID: "c", ClientSecret: "s"})
+	var te *Error
+	if !IsInvalidGrant(err) || !errors.As(err, &te) || te.Kind != Rejected {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -38,7 +38,7 @@ func cmdToken(args []string, stdout, stderr io.Writer) int {
 		return exitProblem
 	}
 	defer eng.Close()
-	src, err := eng.TokenSource(name, cred.Scopes)
+	src, err := eng.TokenSource(ctx, name, cred.Scopes)
 	if err != nil {
 		fmt.Fprintf(stderr, "authgress token: %v\n", err)
 		return exitProblem
