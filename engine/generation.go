@@ -75,7 +75,7 @@ func (e *Engine) build(ctx context.Context, cfg *conf.Config) (*generation, erro
 	g.delegated = map[string]*tokencache.Delegated{}
 	for _, name := range sortedNames(cfg.Credentials) {
 		if cfg.Credentials[name].Delegated() {
-			if g.delegated[name], err = proxy.DelegatedCredential(cfg, name, vaults, profiles, e.tokens); err != nil {
+			if g.delegated[name], err = proxy.DelegatedCredential(ctx, cfg, name, vaults, profiles, e.tokens); err != nil {
 				return nil, err
 			}
 		}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -16,7 +17,7 @@ import (
 // authorization_code credential. Its cache key covers the credential's,
 // vault's and profile's definitions, so a reload that changes none of them
 // keeps every user's tokens.
-func DelegatedCredential(cfg *conf.Config, name string, vaults vault.Set, profiles *tlsprofiles.Set, tokens *tokencache.Cache) (*tokencache.Delegated, error) {
+func DelegatedCredential(ctx context.Context, cfg *conf.Config, name string, vaults vault.Set, profiles *tlsprofiles.Set, tokens *tokencache.Cache) (*tokencache.Delegated, error) {
 	cred, ok := cfg.Credentials[name]
 	if !ok || !cred.Delegated() {
 		return nil, fmt.Errorf("credential %q is not an authorization_code credential", name)
@@ -35,6 +36,13 @@ func DelegatedCredential(cfg *conf.Config, name string, vaults vault.Set, profil
 	key := tokencache.Key(name, hex.EncodeToString(sum[:]), cred.Scopes, params)
 	base := tokencache.Request{TokenURL: cred.TokenURL, Scopes: cred.Scopes, Params: params, ClientAuth: cred.ClientAuth,
 		ClientID: cred.ClientID, DefaultTTL: cred.DefaultTTL.D}
+	if cred.ClientAuth == conf.AuthPrivateKeyJWT {
+		signer, err := credentialSigner(ctx, vaults, cred)
+		if err != nil {
+			return nil, fmt.Errorf("credentials.%s.signing_key: %w", name, err)
+		}
+		base.Signer = signer
+	}
 	return tokens.Delegated(key, name, tokencache.DelegatedConfig{
 		Client: tokencache.NewClient(profiles.Transport(cred.Profile)), Secrets: secrets, VaultID: cred.ID, Base: base,
 		AuthorizeURL: cred.AuthorizeURL, Prompt: cred.Prompt, Timeout: cred.Timeout.D, RefreshTTL: cred.RefreshTokenTTL.D,

@@ -67,8 +67,8 @@ type Failure struct {
 	RetryAfter time.Duration
 	LoginURL   string // login_required: where the user logs in
 	Cause      error  // for logs only
-	private    bool  // egress_denied because of a private destination address
-	headline   bool  // the message is also the reason phrase and X-Authgress-Message
+	private    bool   // egress_denied because of a private destination address
+	headline   bool   // the message is also the reason phrase and X-Authgress-Message
 }
 
 func (f *Failure) Error() string { return f.Code + ": " + f.Message }

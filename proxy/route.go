@@ -31,10 +31,10 @@ type Route struct {
 	// broker's login endpoint, without the user).
 	Delegated *tokencache.Delegated
 	LoginURL  string
-	Transport  http.RoundTripper
-	Timeout    time.Duration
-	Insecure   bool // allow_insecure: keep http:// upstream (tests only)
-	TLSPort    string
+	Transport http.RoundTripper
+	Timeout   time.Duration
+	Insecure  bool // allow_insecure: keep http:// upstream (tests only)
+	TLSPort   string
 	// PropagateTrace: inject authgress's trace context into upstream requests.
 	PropagateTrace bool
 	// Upstream is the connection's url: where its requests go (scheme,
@@ -130,7 +130,7 @@ func buildRoutes(ctx context.Context, cfg *conf.Config, vaults vault.Set, profil
 			}
 		}
 		if c.Credential != "" && cfg.Credentials[c.Credential].Delegated() {
-			if r.Delegated, err = DelegatedCredential(cfg, c.Credential, vaults, profiles, tokens); err != nil {
+			if r.Delegated, err = DelegatedCredential(ctx, cfg, c.Credential, vaults, profiles, tokens); err != nil {
 				return nil, err
 			}
 			r.LoginURL = LoginURL(cfg, c.Credential)

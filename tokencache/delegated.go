@@ -211,21 +211,3 @@ func (d *Delegated) Users() []string {
 
 // IsLoginRequired reports whether err means the user must log in.
 func IsLoginRequired(err error) bool { return errors.Is(err, ErrLoginRequired) }
-
-// ClientIdentity and IsInvalidGrant: temporary until the wire half lands.
-func ClientIdentity(ctx context.Context, secrets Secrets, vaultID string, req Request) (Request, error) {
-	if vaultID == "" || secrets == nil {
-		return req, nil
-	}
-	sec, err := secrets.Get(ctx, vaultID)
-	if err != nil {
-		return req, err
-	}
-	req.ClientID, req.ClientSecret = sec.ClientID, sec.ClientSecret
-	return req, nil
-}
-
-func IsInvalidGrant(err error) bool {
-	var te *Error
-	return errors.As(err, &te) && te.Code == "invalid_grant"
-}
