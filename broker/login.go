@@ -288,3 +288,22 @@ func (b *Broker) allowedRedirect(raw string) (*url.URL, bool) {
 	}
 	return nil, false
 }
+
+// Adopt takes over the logins old started and that have not finished, so
+// that a reload (which builds a new broker) does not break them.
+func (b *Broker) Adopt(old *Broker) {
+	if old == nil || old == b {
+		return
+	}
+	old.mu.Lock()
+	pending := old.pending
+	old.pending = map[string]*pendingLogin{}
+	old.mu.Unlock()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for state, p := range pending {
+		if len(b.pending) < b.maxPending {
+			b.pending[state] = p
+		}
+	}
+}

@@ -57,8 +57,17 @@ func (v *validator) clientAuth(p string, c *Credential) {
 	if c.NeedsSecret() && c.ClientID != "" {
 		v.r.errorf(p+".client_id", "with client_auth = %q the vault entry gives both the client id and the secret: remove client_id", c.ClientAuth)
 	}
-	if !c.NeedsSecret() && c.ClientID != "" && (c.Vault != "" || c.ID != "") {
-		v.r.errorf(p+".client_id", "the client id comes either from client_id or from the vault entry (vault, id), not both")
+	if !c.NeedsSecret() {
+		// The client id is not a secret, and vault entries hold id and
+		// secret pairs: a method without a shared secret names its client id.
+		if c.ClientID == "" {
+			v.r.errorf(p+".client_id", "is required with client_auth = %q (no client secret is sent, so no vault entry is read)", c.ClientAuth)
+		}
+		for _, k := range []keySet{{"vault", c.Vault != ""}, {"id", c.ID != ""}} {
+			if k.set {
+				v.r.errorf(p+"."+k.key, "is not used with client_auth = %q, which sends no client secret: set client_id instead", c.ClientAuth)
+			}
+		}
 	}
 	if c.ClientAuth == AuthPrivateKeyJWT {
 		v.secret(p+".signing_key", &c.SigningKey, true)

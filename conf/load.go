@@ -30,6 +30,7 @@ type rawConfig struct {
 	Clusters    toml.Primitive `toml:"clusters"`
 	Connections toml.Primitive `toml:"connections"`
 	Cache       toml.Primitive `toml:"cache"`
+	Broker      toml.Primitive `toml:"broker"`
 }
 
 // Load reads, decodes and validates the config file at path. The config is
@@ -113,6 +114,10 @@ func Parse(path string, data []byte) (*Config, Problems) {
 	cfg.Clusters = named[Cluster](d, raw.Clusters, "clusters")
 	cfg.Connections = named[Connection](d, raw.Connections, "connections")
 	d.section(raw.Cache, "cache", &cfg.Cache)
+	if md.IsDefined("broker") {
+		cfg.Broker = &Broker{}
+		d.section(raw.Broker, "broker", cfg.Broker)
+	}
 
 	v := &validator{cfg: cfg, md: md, r: r}
 	v.run()

@@ -353,7 +353,7 @@ func (v *validator) credential(name string, c *Credential) {
 	p := "credentials." + name
 	v.name("credentials", name)
 	v.clientAuth(p, c)
-	if c.NeedsSecret() || c.ClientID == "" {
+	if c.NeedsSecret() {
 		if c.Vault == "" {
 			v.r.errorf(p+".vault", "is required: the vault that holds the client id and secret")
 		} else if _, ok := v.cfg.Vaults[c.Vault]; !ok {

@@ -137,6 +137,9 @@ func (e *Engine) ProxyAddr() string {
 // AdminAddr is the admin listener's address ("" if none).
 func (e *Engine) AdminAddr() string { return e.addr("admin") }
 
+// BrokerAddr is the broker listener's bound address ("" without [broker]).
+func (e *Engine) BrokerAddr() string { return e.addr("broker") }
+
 // ReverseAddr is the address of the named connection's reverse listener.
 func (e *Engine) ReverseAddr(connection string) string { return e.addr("reverse " + connection) }
 

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/authgress/authgress/broker"
 	"github.com/authgress/authgress/conf"
 	"github.com/authgress/authgress/dashboard"
 	"github.com/authgress/authgress/proxy"
@@ -34,6 +35,7 @@ type generation struct {
 	// delegated are the user-token stores of the authorization_code
 	// credentials, by credential name.
 	delegated map[string]*tokencache.Delegated
+	broker    *broker.Broker // nil: no [broker]
 	stop      context.CancelFunc // ends the background work
 }
 
@@ -79,6 +81,9 @@ func (e *Engine) build(ctx context.Context, cfg *conf.Config) (*generation, erro
 				return nil, err
 			}
 		}
+	}
+	if err := e.buildBroker(ctx, g); err != nil {
+		return nil, err
 	}
 	seen := map[*tokencache.Slot]bool{}
 	for _, r := range p.Routes {

@@ -32,6 +32,9 @@ func specsOf(cfg *conf.Config) []spec {
 	if cfg.Server.Admin != "" {
 		out = append(out, spec{key: "admin", addr: cfg.Server.Admin})
 	}
+	if cfg.Broker != nil {
+		out = append(out, spec{key: "broker", addr: cfg.Broker.Listen})
+	}
 	names := make([]string, 0, len(cfg.Connections))
 	for name, c := range cfg.Connections {
 		if c.Listen != "" {
@@ -130,6 +133,8 @@ func describe(sp spec) string {
 		return fmt.Sprintf("connections.%s.listen %s", sp.conn, sp.addr)
 	case sp.key == "admin":
 		return "server.admin " + sp.addr
+	case sp.key == "broker":
+		return "broker.listen " + sp.addr
 	}
 	return "server.listen " + sp.addr
 }
@@ -171,6 +176,8 @@ func (e *Engine) serve(l *listener, g *generation) {
 	switch {
 	case l.key == "admin":
 		srv = e.adminServer()
+	case l.key == "broker":
+		srv.Handler = http.HandlerFunc(e.serveBroker)
 	case l.conn != "":
 		name := l.conn
 		srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
