@@ -35,7 +35,7 @@ type generation struct {
 	// delegated are the user-token stores of the authorization_code
 	// credentials, by credential name.
 	delegated map[string]*tokencache.Delegated
-	broker    *broker.Broker // nil: no [broker]
+	broker    *broker.Broker     // nil: no [broker]
 	stop      context.CancelFunc // ends the background work
 }
 
