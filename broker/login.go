@@ -307,3 +307,10 @@ func (b *Broker) Adopt(old *Broker) {
 		}
 	}
 }
+
+// Pending counts the logins waiting for their callback.
+func (b *Broker) Pending() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.pending)
+}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/authgress/authgress/conf"
@@ -126,6 +127,14 @@ type StatusDoc struct {
 	ServerTLS   *clientCertDoc     `json:"server_tls,omitempty"` // the agent listener's certificate
 	Clusters    []clusterStatus    `json:"clusters,omitempty"`
 	Cache       *cacheStatus       `json:"cache"`
+	Broker      *brokerStatus      `json:"broker,omitempty"`
+}
+
+type brokerStatus struct {
+	Listen        string   `json:"listen"`
+	PublicURL     string   `json:"public_url"`
+	Clients       []string `json:"clients"` // names only, never keys
+	PendingLogins int      `json:"pending_logins"`
 }
 
 type clusterStatus struct {
@@ -201,7 +210,8 @@ type connectionNode struct {
 }
 
 type connectionToken struct {
-	State      string     `json:"state"` // valid | none
+	State      string     `json:"state"`           // valid | none | per_user (a delegated credential)
+	Users      int        `json:"users,omitempty"` // per_user: users holding a token
 	ExpiresIn  float64    `json:"expires_in_seconds"`
 	LastFetch  *time.Time `json:"last_fetch,omitempty"`
 	LastResult string     `json:"last_result,omitempty"`
@@ -210,6 +220,7 @@ type connectionToken struct {
 
 type credentialStatus struct {
 	Name       string     `json:"name"`
+	User       string     `json:"user,omitempty"` // a delegated credential's user`
 	Scopes     string     `json:"scopes"`
 	TokenState string     `json:"token_state"` // valid | none
 	ExpiresIn  float64    `json:"expires_in_seconds"`
@@ -258,6 +269,13 @@ func (e *Engine) Status() StatusDoc {
 				c.Token.LastFetch = &st.LastFetch
 			}
 		}
+		if r.Delegated != nil {
+			cred := rt.cfg.Credentials[r.Credential]
+			c.Scopes = strings.Join(cred.Scopes, " ")
+			c.Grant, c.Vault = grantOf(cred), cred.Vault
+			users := r.Delegated.Users()
+			c.Token = &connectionToken{State: "per_user", Users: len(users)}
+		}
 		if len(r.Patterns) > 0 {
 			c.Ways = append(c.Ways, "forward")
 			if rt.proxy.Intercept != nil {
@@ -280,7 +298,7 @@ func (e *Engine) Status() StatusDoc {
 	}
 	for _, s := range e.tokens.Slots() {
 		st := s.State()
-		c := credentialStatus{Name: s.Name, Scopes: s.Scopes, TokenState: "none", LastError: st.LastError, Fetches: st.Fetches}
+		c := credentialStatus{Name: s.Name, User: s.User, Scopes: s.Scopes, TokenState: "none", LastError: st.LastError, Fetches: st.Fetches}
 		if st.HasToken {
 			c.TokenState = "valid"
 			c.ExpiresIn = secondsUntil(st.ExpiresAt)
@@ -291,7 +309,19 @@ func (e *Engine) Status() StatusDoc {
 		}
 		doc.Credentials = append(doc.Credentials, c)
 	}
-	sort.Slice(doc.Credentials, func(i, j int) bool { return doc.Credentials[i].Name < doc.Credentials[j].Name })
+	sort.Slice(doc.Credentials, func(i, j int) bool {
+		a, b := doc.Credentials[i], doc.Credentials[j]
+		return a.Name < b.Name || a.Name == b.Name && a.User < b.User
+	})
+	if b := rt.cfg.Broker; b != nil {
+		doc.Broker = &brokerStatus{Listen: e.BrokerAddr(), PublicURL: b.PublicURL}
+		for _, c := range b.Clients {
+			doc.Broker.Clients = append(doc.Broker.Clients, c.Name)
+		}
+		if rt.broker != nil {
+			doc.Broker.PendingLogins = rt.broker.Pending()
+		}
+	}
 	for _, name := range sortedNames(rt.vaults) {
 		v := rt.vaults[name]
 		last, n := v.State()
@@ -335,7 +365,7 @@ func secondsUntil(t time.Time) float64 {
 }
 
 // grantOf names a credential's OAuth grant.
-func grantOf(*conf.Credential) string { return "client_credentials" }
+func grantOf(c *conf.Credential) string { return c.Grant }
 
 func sortedNames[T any](m map[string]T) []string { return slices.Sorted(maps.Keys(m)) }
 
