@@ -127,6 +127,13 @@ func (e *Engine) TestConnection(ctx context.Context, name string, o TestOptions)
 		return nil, err
 	}
 
+	if route.Delegated != nil {
+		rep.Stages = append(rep.Stages,
+			TestStage{Stage: StageVault, OK: true, Skipped: true, Detail: "credential " + route.Credential + " holds users' tokens: the client is read when a user logs in"},
+			TestStage{Stage: StageToken, OK: true, Skipped: true, Detail: fmt.Sprintf("credential %s holds users' tokens (%d logged in here): a user logs in through the broker", route.Credential, len(route.Delegated.Users()))})
+		rep.Result = "connection " + strconv.Quote(name) + " injects the token of the request's user: test it as a logged-in proxy user"
+		return rep, nil
+	}
 	if route.Token == nil {
 		rep.Stages = append(rep.Stages,
 			TestStage{Stage: StageVault, OK: true, Skipped: true, Detail: "this connection has no credential: no vault is read"},
@@ -134,7 +141,9 @@ func (e *Engine) TestConnection(ctx context.Context, name string, o TestOptions)
 	} else {
 		cred := g.cfg.Credentials[route.Credential]
 		vs := TestStage{Stage: StageVault}
-		if v := g.vaults[cred.Vault]; v == nil {
+		if !cred.NeedsSecret() {
+			vs.Skipped = true
+		} else if v := g.vaults[cred.Vault]; v == nil {
 			vs.Err = fmt.Errorf("vault %q is not defined", cred.Vault)
 		} else if sec, err := v.Get(ctx, cred.ID); err != nil {
 			vs.Err = err
@@ -147,7 +156,11 @@ func (e *Engine) TestConnection(ctx context.Context, name string, o TestOptions)
 			rep.Result = "could not read the client id and secret of credential " + strconv.Quote(route.Credential)
 			return rep, nil
 		}
-		vs.OK, vs.Detail = true, fmt.Sprintf("client id and secret of credential %s read from vault %s (%s)", route.Credential, cred.Vault, g.vaults[cred.Vault].Type)
+		if vs.Skipped {
+			vs.OK, vs.Detail = true, fmt.Sprintf("client_auth %s sends no client secret: client id %s from the configuration", cred.ClientAuth, cred.ClientID)
+		} else {
+			vs.OK, vs.Detail = true, fmt.Sprintf("client id and secret of credential %s read from vault %s (%s)", route.Credential, cred.Vault, g.vaults[cred.Vault].Type)
+		}
 		rep.Stages = append(rep.Stages, vs)
 
 		start := time.Now()

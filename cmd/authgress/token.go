@@ -30,6 +30,10 @@ func cmdToken(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "authgress token: credential %q is not defined in %s (defined: %v)\n", name, *c.config, sortedNames(cfg.Credentials))
 		return exitProblem
 	}
+	if cred.Delegated() {
+		fmt.Fprintf(stderr, "authgress token: credential %q holds users' tokens (grant = \"authorization_code\"): a user logs in through the broker (GET /v1/credentials/%s/login?user=U), and GET /v1/credentials/%s/users/U/token returns that user's token\n", name, name, name)
+		return exitProblem
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), cred.Timeout.D+5*time.Second)
 	defer cancel()
 	eng, err := engine.New(ctx, cfg, engine.Options{})
