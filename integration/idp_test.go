@@ -11,7 +11,6 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -66,7 +65,7 @@ func startIdP(t *testing.T, ttl int, format string) *IdP {
 // Start (re)starts the process on the same port.
 func (i *IdP) Start() {
 	i.t.Helper()
-	cmd := exec.Command("node", filepath.Join(idpDir, "server.mjs"))
+	cmd := exec.Command("node", idpScript)
 	cmd.Dir = idpDir
 	cmd.Env = append(cmd.Environ(), fmt.Sprintf("PORT=%d", i.Port), fmt.Sprintf("TOKEN_TTL=%d", i.ttl),
 		"TOKEN_FORMAT="+i.format, "CLIENT_SECRET="+canarySecret, "CLIENT_ID=proxy-client")
