@@ -2,6 +2,8 @@ package integration
 
 import (
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -11,7 +13,6 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -31,15 +32,43 @@ func randomHex(n int) string {
 
 // IdP is a real oidc-provider process. Clients: proxy-client
 // (client_secret_basic) and proxy-client-post (client_secret_post), both
-// with canarySecret; scopes api:read and api:write.
+// with canarySecret; scopes api:read and api:write. IdPOptions add the
+// user clients (user-app, user-app-public), jwt-client and mtls-client.
 type IdP struct {
 	t      *testing.T
 	Port   int
 	URL    string
 	ttl    int
 	format string
+	opts   IdPOptions
+	// Client talks to the IdP: it trusts the test CA when the IdP serves TLS.
+	Client *http.Client
 	cmd    *exec.Cmd
 	log    *syncBuffer
+}
+
+// IdPOptions configure startIdPWith; the zero value of a field keeps the
+// server's default.
+type IdPOptions struct {
+	TTL    int    // TOKEN_TTL: client-credentials access tokens, seconds
+	Format string // TOKEN_FORMAT: "jwt" or "opaque"
+	// UserTTL is USER_TOKEN_TTL: the access tokens of user-app and
+	// user-app-public (server default 300 s); RefreshTTL is REFRESH_TOKEN_TTL
+	// (86400 s).
+	UserTTL, RefreshTTL int
+	// RedirectURIs registers the user clients user-app (client_secret_basic,
+	// canarySecret) and user-app-public (none), with these redirect URIs;
+	// jwt-client and mtls-client get them too (authorization_code).
+	RedirectURIs []string
+	// JWKS (a JWKS JSON document of public keys) registers jwt-client
+	// (private_key_jwt).
+	JWKS []byte
+	// TLS serves HTTPS with the test PKI's server certificate; it requests
+	// (never requires) client certificates from the test CA.
+	TLS bool
+	// MTLSSubjectDN (with TLS) registers mtls-client (tls_client_auth)
+	// matched by this subject DN, e.g. mtlsSubjectDN("mtls-client").
+	MTLSSubjectDN string
 }
 
 func freePort(t *testing.T) int {
@@ -56,20 +85,68 @@ func freePort(t *testing.T) int {
 // "opaque" or "jwt".
 func startIdP(t *testing.T, ttl int, format string) *IdP {
 	t.Helper()
-	i := &IdP{t: t, Port: freePort(t), ttl: ttl, format: format, log: &syncBuffer{}}
-	i.URL = fmt.Sprintf("http://127.0.0.1:%d", i.Port)
+	return startIdPWith(t, IdPOptions{TTL: ttl, Format: format})
+}
+
+// startIdPWith starts oidc-provider with more clients and features (see
+// IdPOptions and testdata/oidc-provider-server.mjs).
+func startIdPWith(t *testing.T, o IdPOptions) *IdP {
+	t.Helper()
+	if o.MTLSSubjectDN != "" && !o.TLS {
+		t.Fatal("IdPOptions.MTLSSubjectDN needs TLS")
+	}
+	i := &IdP{t: t, Port: freePort(t), ttl: o.TTL, format: o.Format, opts: o, Client: http.DefaultClient, log: &syncBuffer{}}
+	scheme := "http"
+	if o.TLS {
+		scheme = "https"
+		pool := x509.NewCertPool()
+		pool.AddCert(getPKI(t).ca)
+		i.Client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	}
+	i.URL = fmt.Sprintf("%s://127.0.0.1:%d", scheme, i.Port)
 	i.Start()
 	t.Cleanup(i.Stop)
 	return i
 }
 
+// env is the server's environment for the options.
+func (i *IdP) env() []string {
+	o := i.opts
+	env := []string{fmt.Sprintf("PORT=%d", i.Port), "CLIENT_SECRET=" + canarySecret, "CLIENT_ID=proxy-client"}
+	if o.TTL != 0 {
+		env = append(env, fmt.Sprintf("TOKEN_TTL=%d", o.TTL))
+	}
+	if o.Format != "" {
+		env = append(env, "TOKEN_FORMAT="+o.Format)
+	}
+	if o.UserTTL != 0 {
+		env = append(env, fmt.Sprintf("USER_TOKEN_TTL=%d", o.UserTTL))
+	}
+	if o.RefreshTTL != 0 {
+		env = append(env, fmt.Sprintf("REFRESH_TOKEN_TTL=%d", o.RefreshTTL))
+	}
+	if len(o.RedirectURIs) > 0 {
+		env = append(env, "REDIRECT_URIS="+strings.Join(o.RedirectURIs, " "))
+	}
+	if len(o.JWKS) > 0 {
+		env = append(env, "JWT_CLIENT_JWKS="+string(o.JWKS))
+	}
+	if o.TLS {
+		p := getPKI(i.t)
+		env = append(env, "TLS_CERT="+p.serverCertFile, "TLS_KEY="+p.serverKeyFile, "TLS_CLIENT_CA="+p.caFile)
+	}
+	if o.MTLSSubjectDN != "" {
+		env = append(env, "MTLS_SUBJECT_DN="+o.MTLSSubjectDN)
+	}
+	return env
+}
+
 // Start (re)starts the process on the same port.
 func (i *IdP) Start() {
 	i.t.Helper()
-	cmd := exec.Command("node", filepath.Join(idpDir, "server.mjs"))
+	cmd := exec.Command("node", idpScript)
 	cmd.Dir = idpDir
-	cmd.Env = append(cmd.Environ(), fmt.Sprintf("PORT=%d", i.Port), fmt.Sprintf("TOKEN_TTL=%d", i.ttl),
-		"TOKEN_FORMAT="+i.format, "CLIENT_SECRET="+canarySecret, "CLIENT_ID=proxy-client")
+	cmd.Env = append(cmd.Environ(), i.env()...)
 	cmd.Stdout, cmd.Stderr = i.log, i.log
 	if err := cmd.Start(); err != nil {
 		i.t.Fatalf("starting oidc-provider: %v", err)
@@ -77,7 +154,7 @@ func (i *IdP) Start() {
 	i.cmd = cmd
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get(i.URL + "/.well-known/openid-configuration")
+		resp, err := i.Client.Get(i.URL + "/.well-known/openid-configuration")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
@@ -104,31 +181,52 @@ func (i *IdP) TokenURL() string { return i.URL + "/token" }
 // Introspect asks the IdP whether a token is active (RFC 7662).
 func (i *IdP) Introspect(token string) (active bool, clientID, scope string) {
 	i.t.Helper()
+	r := i.IntrospectFull(token)
+	clientID, _ = r["client_id"].(string)
+	scope, _ = r["scope"].(string)
+	return r["active"] == true, clientID, scope
+}
+
+// IntrospectFull is the IdP's whole introspection answer (RFC 7662), asked
+// as proxy-client: active, and for an active token sub (the user's account
+// id for a user token), client_id, scope, exp, aud, token_type (none for a
+// refresh token). Any token kind: access or refresh.
+func (i *IdP) IntrospectFull(token string) map[string]any {
+	i.t.Helper()
 	req, _ := http.NewRequest("POST", i.URL+"/token/introspection", strings.NewReader(url.Values{"token": {token}}.Encode()))
 	req.SetBasicAuth("proxy-client", canarySecret)
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := i.Client.Do(req)
 	if err != nil {
 		i.t.Errorf("introspection: %v", err)
-		return false, "", ""
+		return map[string]any{"active": false}
 	}
 	defer resp.Body.Close()
-	var r struct {
-		Active   bool   `json:"active"`
-		ClientID string `json:"client_id"`
-		Scope    string `json:"scope"`
-	}
+	r := map[string]any{}
 	_ = json.NewDecoder(resp.Body).Decode(&r)
-	return r.Active, r.ClientID, r.Scope
+	return r
 }
 
 // Revoke revokes a token (RFC 7009).
 func (i *IdP) Revoke(token string) {
 	i.t.Helper()
-	req, _ := http.NewRequest("POST", i.URL+"/token/revocation", strings.NewReader(url.Values{"token": {token}}.Encode()))
+	i.RevokeHint(token, "")
+}
+
+// RevokeHint revokes a token (RFC 7009), as proxy-client, with a
+// token_type_hint ("access_token", "refresh_token" or "" for none; the hint
+// only orders the lookup). Revoking a user's refresh token revokes its whole
+// grant: the access tokens issued with it too.
+func (i *IdP) RevokeHint(token, hint string) {
+	i.t.Helper()
+	form := url.Values{"token": {token}}
+	if hint != "" {
+		form.Set("token_type_hint", hint)
+	}
+	req, _ := http.NewRequest("POST", i.URL+"/token/revocation", strings.NewReader(form.Encode()))
 	req.SetBasicAuth("proxy-client", canarySecret)
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := i.Client.Do(req)
 	if err != nil || resp.StatusCode != 200 {
 		i.t.Fatalf("revocation: %v %v", err, resp)
 	}

@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,9 +14,10 @@ import (
 const oidcProviderVersion = "9.13.3"
 
 var (
-	binary  string // the authgress binary under test
-	idpDir  string // where oidc-provider is installed
-	workDir string
+	binary    string // the authgress binary under test
+	idpDir    string // where oidc-provider is installed
+	idpScript string // testdata/oidc-provider-server.mjs, copied into idpDir
+	workDir   string
 )
 
 func TestMain(m *testing.M) {
@@ -51,7 +54,11 @@ func setup() (int, error) {
 }
 
 // installOIDCProvider installs oidc-provider from npm into a cache directory
-// shared by later runs ($AUTHGRESS_IT_CACHE, default ~/.cache/authgress-it).
+// shared by later runs ($AUTHGRESS_IT_CACHE, default ~/.cache/authgress-it),
+// and copies the server script there (node finds oidc-provider from the
+// script's directory) under a name holding its content hash, so that runs of
+// different versions of the script sharing the cache do not overwrite
+// each other's.
 func installOIDCProvider() (string, error) {
 	dir, err := npmInstall("oidc-provider-"+oidcProviderVersion, "oidc-provider@"+oidcProviderVersion)
 	if err != nil {
@@ -61,7 +68,24 @@ func installOIDCProvider() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return dir, os.WriteFile(filepath.Join(dir, "server.mjs"), src, 0o644)
+	sum := sha256.Sum256(src)
+	idpScript = filepath.Join(dir, "server-"+hex.EncodeToString(sum[:8])+".mjs")
+	if _, err := os.Stat(idpScript); err == nil {
+		return dir, nil
+	}
+	tmp, err := os.CreateTemp(dir, "server-*.tmp")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(src); err != nil {
+		tmp.Close()
+		return "", err
+	}
+	if err := tmp.Close(); err != nil {
+		return "", err
+	}
+	return dir, os.Rename(tmp.Name(), idpScript)
 }
 
 // testCache is the directory shared by later runs for what the tests install
