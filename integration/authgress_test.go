@@ -42,6 +42,10 @@ client_secret = "%[1]s"
 client_id = "proxy-client-post"
 client_secret = "%[1]s"
 
+[user_app]
+client_id = "user-app"
+client_secret = "%[1]s"
+
 [wrong]
 client_id = "proxy-client"
 client_secret = "not-the-secret"

@@ -1,12 +1,14 @@
 package integration
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -243,6 +245,7 @@ type counter struct {
 func countTokenRequests(t *testing.T, i *IdP) *counter {
 	target, _ := url.Parse(i.URL)
 	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.ModifyResponse = recordRefreshTokens
 	c := &counter{}
 	c.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/token" {
@@ -255,3 +258,32 @@ func countTokenRequests(t *testing.T, i *IdP) *counter {
 }
 
 func (c *counter) TokenURL() string { return c.URL + "/token" }
+
+// recordRefreshTokens makes every refresh token the IdP issues through a
+// counter a canary: authgress must never print one.
+func recordRefreshTokens(resp *http.Response) error {
+	if resp.Request.URL.Path != "/token" {
+		return nil
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	var m struct {
+		RefreshToken string `json:"refresh_token"`
+	}
+	if json.Unmarshal(body, &m) == nil && m.RefreshToken != "" {
+		extraCanaries.Store("refresh token "+m.RefreshToken[:min(6, len(m.RefreshToken))], m.RefreshToken)
+	}
+	return err
+}
+
+// RevokeAccount revokes every grant of account at the IdP (its refresh
+// tokens and the access tokens issued with them).
+func (i *IdP) RevokeAccount(account string) {
+	i.t.Helper()
+	resp, err := i.Client.Get(i.URL + "/test/accounts/" + url.PathEscape(account) + "/revoke")
+	if err != nil || resp.StatusCode != 200 {
+		i.t.Fatalf("revoking %s: %v %v", account, err, resp)
+	}
+	resp.Body.Close()
+}
