@@ -128,6 +128,22 @@ func setExampleEnv(t *testing.T, path string) {
 			t.Setenv(strings.ToUpper(c.ID)+"_CLIENT_SECRET", "not-a-real-secret")
 		}
 	}
+	var refs []conf.Secret
+	if a := cfg.Server.Auth; a != nil {
+		for _, u := range a.Users {
+			refs = append(refs, u.Password)
+		}
+	}
+	if b := cfg.Broker; b != nil {
+		for _, c := range b.Clients {
+			refs = append(refs, c.Key)
+		}
+	}
+	for _, r := range refs {
+		if r.Env != "" {
+			t.Setenv(r.Env, "not-a-real-secret")
+		}
+	}
 }
 
 func TestExampleConfigsPassCheck(t *testing.T) {
