@@ -29,8 +29,8 @@ type Token struct {
 	header string
 }
 
-func (*Token) String() string   { return "tokencache.Token{[redacted]}" }
-func (*Token) GoString() string { return "tokencache.Token{[redacted]}" }
+func (Token) String() string   { return "tokencache.Token{[redacted]}" }
+func (Token) GoString() string { return "tokencache.Token{[redacted]}" }
 
 // Authorization is the header value to inject: "Bearer <token>".
 func (t *Token) Authorization() string { return t.header }
