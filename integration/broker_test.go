@@ -138,7 +138,22 @@ func startBrokerSetup(t *testing.T, userTTL int) *brokerSetup {
 	key, otherKey := "broker-key-"+randomHex(12), "broker-other-"+randomHex(12)
 	extraCanaries.Store("the broker key", key)
 	extraCanaries.Store("the other broker key", otherKey)
-	cfg := config(count.TokenURL(), up.Addr, "") + fmt.Sprintf(`
+	cfg := brokerConfig(config(count.TokenURL(), up.Addr, ""), idp, count, up, port)
+	a := startAuthgress(t, cfg, brokerEnv(key, otherKey)...)
+	return &brokerSetup{idp: idp, up: up, a: a, count: count, broker: &Broker{t: t, Base: base, Key: key}}
+}
+
+// brokerEnv is the environment brokerConfig's secrets come from.
+func brokerEnv(key, otherKey string) []string {
+	return []string{"ALICE_PW=alice-pw", "BOB_PW=bob-pw", "CAROL_PW=carol-pw", "BROKER_KEY=" + key, "OTHER_KEY=" + otherKey}
+}
+
+// brokerConfig adds to base (proxy_test's config(): credential "app" on
+// connection "api", now under /api) proxy users alice, bob and carol, the
+// delegated credential "users" on connection "me" (/me) and the broker on
+// port.
+func brokerConfig(base string, idp *IdP, count *counter, up *Upstream, port int) string {
+	cfg := base + fmt.Sprintf(`
 [server.auth]
 users = [ { name = "alice", password = { env = "ALICE_PW" } },
           { name = "bob", password = { env = "BOB_PW" } },
@@ -159,18 +174,12 @@ clients = [ { name = "flows", key = { env = "BROKER_KEY" }, credentials = ["app"
 allowed_redirects = ["https://app.example.com/"]
 
 [connections.me]
-hosts = ["127.0.0.2"]
+hosts = [%[4]q]
+paths = ["/me"]
 credential = "users"
 profile = "upstream"
-allow_insecure = false
-`, idp.URL, count.TokenURL(), port)
-	// connections.me must reach the upstream too: it listens on 127.0.0.1
-	// only, so the proxy's own request host decides — use the same host
-	// and a path prefix instead.
-	cfg = strings.Replace(cfg, "[connections.me]\nhosts = [\"127.0.0.2\"]", fmt.Sprintf("[connections.me]\nhosts = [%q]\npaths = [\"/me\"]", up.Addr), 1)
-	cfg = strings.Replace(cfg, "[connections.api]\nhosts = ", "[connections.api]\npaths = [\"/api\"]\nhosts = ", 1)
-	a := startAuthgress(t, cfg, "ALICE_PW=alice-pw", "BOB_PW=bob-pw", "CAROL_PW=carol-pw", "BROKER_KEY="+key, "OTHER_KEY="+otherKey)
-	return &brokerSetup{idp: idp, up: up, a: a, count: count, broker: &Broker{t: t, Base: base, Key: key}}
+`, idp.URL, count.TokenURL(), port, up.Addr)
+	return strings.Replace(cfg, "[connections.api]\nhosts = ", "[connections.api]\npaths = [\"/api\"]\nhosts = ", 1)
 }
 
 // asUser sends GET url through the proxy as proxy user name.
