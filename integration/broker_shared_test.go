@@ -23,16 +23,7 @@ func TestDelegatedTokensSharedByReplicas(t *testing.T) {
 	idp := startIdPWith(t, IdPOptions{TTL: 300, Format: "opaque", UserTTL: 6, RedirectURIs: callbacks})
 	count := countTokenRequests(t, idp)
 	up := startUpstream(t)
-	up.Handle(func(w http.ResponseWriter, r *http.Request) {
-		info := idp.IntrospectFull(bearer(r))
-		if active, _ := info["active"].(bool); !active {
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		sub, _ := info["sub"].(string)
-		w.Header().Set("X-Token-Sub", sub)
-		echo(w, r)
-	})
+	up.Handle(whoseToken(idp))
 	key := "broker-key-" + randomHex(12)
 	extraCanaries.Store("the broker key", key)
 	var rs []*Authgress
