@@ -126,6 +126,7 @@
     var t = c.token;
     if (!t) return muted('no credential');
     if (t.state === 'valid') return [chip('valid', 'good'), ' ', countdown(t.expires_in_seconds, 'token-left')];
+    if (t.state === 'per_user') return [chip('per user', 'good'), el('div', { class: 'small' }, (t.users || 0) + ' logged in')];
     return [chip('none', t.last_error ? 'bad' : ''), t.last_result ? el('div', { class: 'small' }, t.last_result) : null];
   }
 
