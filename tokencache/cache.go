@@ -56,6 +56,12 @@ func (c *Cache) Dropped(name, hash string) {
 // its token and fetches with src from now on (a reload rebuilt the vaults
 // and transports src uses).
 func (c *Cache) Slot(key, name, scopes string, src Source, timeout time.Duration) *Slot {
+	return c.slot(key, name, scopes, "", src, timeout)
+}
+
+// slot is Slot for user's token ("": a client token); a new slot is
+// complete before other goroutines can see it.
+func (c *Cache) slot(key, name, scopes, user string, src Source, timeout time.Duration) *Slot {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if s, ok := c.slots[key]; ok {
@@ -65,7 +71,7 @@ func (c *Cache) Slot(key, name, scopes string, src Source, timeout time.Duration
 		return s
 	}
 	s := NewSlot(key, name, src, timeout, c.log)
-	s.Scopes = scopes
+	s.Scopes, s.User = scopes, user
 	if c.shared != nil {
 		s.shared, s.sharedName, s.stats = c.shared, c.shared.Name(key), &slotStats{}
 	}

@@ -74,16 +74,20 @@ func (d *Delegated) userSlot(user string, create bool) *Slot {
 		return s
 	}
 	key := d.key
-	var slot *Slot
+	// The source finds its slot and the credential's newest configuration
+	// when it runs: a slot outlives reloads, and two first requests of a
+	// user may race to create it.
 	src := func(ctx context.Context) (*Token, error) {
 		cur := c.currentDelegated(key)
-		if cur == nil {
+		c.mu.Lock()
+		s := c.slots[k]
+		c.mu.Unlock()
+		if cur == nil || s == nil {
 			return nil, fmt.Errorf("%w: credential no longer configured", ErrLoginRequired)
 		}
-		return cur.refresh(ctx, slot)
+		return cur.refresh(ctx, s)
 	}
-	slot = c.Slot(k, d.Name, strings.Join(d.cfg.Base.Scopes, " "), src, d.cfg.Timeout)
-	slot.User = user
+	slot := c.slot(k, d.Name, strings.Join(d.cfg.Base.Scopes, " "), user, src, d.cfg.Timeout)
 	if d.cfg.MinRefresh > 0 {
 		slot.SetMinRefreshInterval(d.cfg.MinRefresh)
 	}
