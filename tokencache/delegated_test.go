@@ -300,3 +300,32 @@ func TestDelegatedRetainKeepsUsers(t *testing.T) {
 		t.Fatal("users listed after removal")
 	}
 }
+
+// TestDelegatedConcurrentFirstRequests: many first requests of a user who
+// never logged in race to create the slot (with a shared level, where
+// another replica may hold a login): each is told to log in, none panics.
+func TestDelegatedConcurrentFirstRequests(t *testing.T) {
+	a := newFakeAS(t, 60)
+	c := New(nil)
+	m := newMemShared()
+	c.SetShared(m)
+	d := newDelegated(c, a)
+	var wg sync.WaitGroup
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := d.Token(context.Background(), "newcomer"); !errors.Is(err, ErrLoginRequired) {
+				t.Errorf("got %v, want login required", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := len(c.Slots()); n != 1 || c.Slots()[0].User != "newcomer" {
+		t.Fatalf("%d slots", n)
+	}
+	login(t, d, a, "newcomer")
+	if _, err := d.Token(context.Background(), "newcomer"); err != nil {
+		t.Fatalf("after login: %v", err)
+	}
+}
