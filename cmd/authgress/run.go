@@ -80,6 +80,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if a := eng.AdminAddr(); a != "" {
 		log.Info("admin listening", "addr", a)
 	}
+	servePprof(log)
 	log.Info("listening", "addr", eng.ProxyAddr(), "connections", len(eng.Routes()), "intercept", cfg.Intercept != nil, "version", version, "tracing", tel.Tracing)
 
 	for done := false; !done; {
