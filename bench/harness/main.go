@@ -31,6 +31,7 @@ var (
 	work     = flag.String("work", "", "work directory (default: a temp dir)")
 	only     = flag.String("only", "", "comma-separated sections to run: plain,mtls,intercept,latency,tokens,scale (default all)")
 	out      = flag.String("out", "", "also write the report (markdown) to this file")
+	profile  = flag.String("profile", "", "write CPU profiles of the authgress rows (first round) to this directory")
 )
 
 func main() {
@@ -421,7 +422,14 @@ func (h *harness) measure(rows []*row, c, t int) error {
 	}
 	for i := 0; i < *rounds; i++ {
 		for _, r := range rows {
+			var prof chan struct{}
+			if i == 0 {
+				prof = h.cpuProfile(r)
+			}
 			res, err := h.load(r, r.pid, c, t, *duration)
+			if prof != nil {
+				<-prof
+			}
 			if err != nil {
 				return err
 			}
@@ -430,6 +438,42 @@ func (h *harness) measure(rows []*row, c, t int) error {
 		}
 	}
 	return nil
+}
+
+// pprofAddr maps an authgress process to its AUTHGRESS_PPROF address.
+var pprofAddr = map[int]string{}
+
+// cpuProfile takes a CPU profile of r's process over most of one
+// measurement when -profile is set and the process serves pprof; the
+// channel closes when the profile is written (nil: none taken).
+func (h *harness) cpuProfile(r *row) chan struct{} {
+	addr := pprofAddr[r.pid]
+	if *profile == "" || addr == "" {
+		return nil
+	}
+	_ = os.MkdirAll(*profile, 0o755)
+	secs := max(int(duration.Seconds())-1, 1)
+	name := strings.NewReplacer(" ", "-", ",", "", "/", "-", ":", "").Replace(r.name)
+	path := filepath.Join(*profile, fmt.Sprintf("%s-c%d.prof", name, *conns))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		time.Sleep(300 * time.Millisecond)
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "profile:", err)
+			return
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(path)
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		_, _ = io.Copy(f, resp.Body)
+		fmt.Fprintln(os.Stderr, "  profile:", path)
+	}()
+	return done
 }
 
 // table prints medians and ratios; base is the direct row (may be nil), floor

@@ -166,14 +166,24 @@ profile = "mtls"
 }
 
 // authgress starts an authgress process with config; it returns its pid.
+// With -profile, each serves pprof on a port of its own (18600 and up).
 func (h *harness) authgress(name, config string) (int, error) {
 	path := filepath.Join(h.dir, name+".toml")
 	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
 		return 0, err
 	}
-	cmd, err := h.start(name, []string{h.bins["authgress"], "run", "--config", path}, "BENCH_CLIENT_ID=bench", "BENCH_CLIENT_SECRET=bench-secret")
+	env := []string{"BENCH_CLIENT_ID=bench", "BENCH_CLIENT_SECRET=bench-secret"}
+	addr := ""
+	if *profile != "" {
+		addr = fmt.Sprintf("127.0.0.1:%d", 18600+len(pprofAddr))
+		env = append(env, "AUTHGRESS_PPROF="+addr)
+	}
+	cmd, err := h.start(name, []string{h.bins["authgress"], "run", "--config", path}, env...)
 	if err != nil {
 		return 0, err
+	}
+	if addr != "" {
+		pprofAddr[cmd.Process.Pid] = addr
 	}
 	return cmd.Process.Pid, nil
 }
