@@ -86,10 +86,12 @@ func New(cfg Config) *Client {
 }
 
 // ProtocolError is a TLS connection whose ALPN negotiated a protocol other
-// than HTTP/1.1. Conn is open and handshaken: the caller may use it (with
-// an HTTP/2 transport) or close it.
+// than HTTP/1.1. Conn (to Addr, host:port) is open and handshaken: the
+// caller may use it (with an HTTP/2 transport) or close it. RoundTrip
+// returns it without closing the request body.
 type ProtocolError struct {
 	Proto string
+	Addr  string
 	Conn  net.Conn
 }
 
@@ -133,7 +135,9 @@ func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		pc, err := c.get(ctx, k, req.URL.Port())
 		if err != nil {
-			closeBody(req)
+			if _, ok := err.(*ProtocolError); !ok {
+				closeBody(req) // a ProtocolError leaves req to be sent another way
+			}
 			return nil, err
 		}
 		resp, sent, err := pc.roundTrip(req)
@@ -199,7 +203,7 @@ func (c *Client) dial(ctx context.Context, k key, port string) (*conn, error) {
 	raw := nc
 	if tc, ok := nc.(*tls.Conn); ok {
 		if p := tc.ConnectionState().NegotiatedProtocol; p != "" && p != "http/1.1" {
-			return nil, &ProtocolError{Proto: p, Conn: nc}
+			return nil, &ProtocolError{Proto: p, Addr: addr, Conn: nc}
 		}
 		raw = tc.NetConn()
 	}
