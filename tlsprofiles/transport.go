@@ -208,9 +208,12 @@ func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 		}
 	}
 	resp, err := p.h1.RoundTrip(r)
+	if err == nil {
+		return resp, nil
+	}
 	var pe *h1.ProtocolError
 	if !errors.As(err, &pe) {
-		return resp, err
+		return nil, err
 	}
 	// The host speaks h2: hand the connection to the http.Transport.
 	p.h2.Store(r.URL.Host, struct{}{})
