@@ -133,7 +133,11 @@ func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
 			closeBody(req)
 			return nil, err
 		}
-		pc, err := c.get(ctx, k, req.URL.Port())
+		// A request that would be sent again anyway if its connection
+		// turned out closed skips the liveness check on a connection
+		// idle for less than a second.
+		check := retried || !canRetry(req, true, io.EOF)
+		pc, err := c.get(ctx, k, req.URL.Port(), check)
 		if err != nil {
 			if _, ok := err.(*ProtocolError); !ok {
 				closeBody(req) // a ProtocolError leaves req to be sent another way
@@ -154,7 +158,7 @@ func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // get returns an idle connection to k that is still open, or a new one.
-func (c *Client) get(ctx context.Context, k key, port string) (*conn, error) {
+func (c *Client) get(ctx context.Context, k key, port string, check bool) (*conn, error) {
 	now := time.Now()
 	for {
 		c.mu.Lock()
@@ -167,7 +171,8 @@ func (c *Client) get(ctx context.Context, k key, port string) (*conn, error) {
 		p.conns[len(p.conns)-1] = nil
 		p.conns = p.conns[:len(p.conns)-1]
 		c.mu.Unlock()
-		if now.Sub(pc.idleAt) < c.cfg.IdleTimeout && pc.alive() {
+		idle := now.Sub(pc.idleAt)
+		if idle < c.cfg.IdleTimeout && (!check && idle < time.Second || pc.alive()) {
 			pc.reused = true
 			return pc, nil
 		}
@@ -314,6 +319,9 @@ type conn struct {
 	abortFn func()      // pc.abort, made once
 	peekFn  func(fd uintptr) bool
 	peekOK  bool
+	// armed: the read deadline of the last response header is still set
+	// (its body was all buffered, so nothing read the socket since).
+	armed bool
 
 	// header timeout arming between the body writer and the reader
 	hmu        sync.Mutex
@@ -346,10 +354,14 @@ func (pc *conn) alive() bool {
 		return true
 	}
 	pc.peekOK = false
-	if err := pc.raw.Read(pc.peekFn); err != nil {
-		return false
+	err := pc.raw.Read(pc.peekFn)
+	if err != nil && pc.armed {
+		// The last header deadline has passed while idle.
+		pc.armed = false
+		_ = pc.nc.SetReadDeadline(time.Time{})
+		err = pc.raw.Read(pc.peekFn)
 	}
-	return pc.peekOK
+	return err == nil && pc.peekOK
 }
 
 // roundTrip sends req on pc and reads the response header. sent reports
@@ -364,11 +376,15 @@ func (pc *conn) roundTrip(req *http.Request) (resp *http.Response, sent bool, er
 	timeout := pc.c.cfg.ResponseHeaderTimeout
 	var wrote chan error // the body writer's result; nil: written here
 	if hasBody(req) {
+		if pc.armed {
+			pc.armed = false
+			_ = pc.nc.SetReadDeadline(time.Time{})
+		}
 		pc.gotHeaders = false
 		wrote = make(chan error, 1)
 		go pc.writeBody(req, wrote, timeout)
 	} else {
-		err = req.Write(pc.bw)
+		err = writeRequest(pc.bw, req)
 		if err == nil {
 			err = pc.bw.Flush()
 		}
@@ -386,7 +402,12 @@ func (pc *conn) roundTrip(req *http.Request) (resp *http.Response, sent bool, er
 			pc.gotHeaders = true
 			pc.hmu.Unlock()
 		}
-		if err == nil {
+		// Clear the deadline for the body, unless the body is all in
+		// the buffer: then the next request's deadline replaces it (one
+		// deadline change per request instead of two).
+		pc.armed = err == nil && wrote == nil && (resp.Body == http.NoBody ||
+			resp.ContentLength >= 0 && int64(pc.br.Buffered()) >= resp.ContentLength)
+		if err == nil && !pc.armed {
 			_ = pc.nc.SetReadDeadline(time.Time{})
 		}
 	}

@@ -731,3 +731,30 @@ func TestTLSAndALPN(t *testing.T) {
 	}
 	pe.Conn.Close()
 }
+
+// A header deadline left set on a connection whose body was all buffered
+// must not fail the next request after an idle spell longer than it.
+func TestHeaderDeadlineLeftOnIdleConnection(t *testing.T) {
+	s, conns := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = io.WriteString(w, "ok")
+	})
+	c := newClient(t, Config{ResponseHeaderTimeout: 50 * time.Millisecond})
+	for i, method := range []string{"GET", "GET", "POST", "DELETE", "POST", "GET"} {
+		var body io.Reader
+		if method == "POST" && i == 4 {
+			body = strings.NewReader("data")
+		}
+		resp, err := get(t, c, method, s.URL, body)
+		if err != nil {
+			t.Fatalf("%d %s: %v", i, method, err)
+		}
+		if got := readAll(t, resp); got != "ok" {
+			t.Fatalf("%q", got)
+		}
+		time.Sleep(120 * time.Millisecond)
+	}
+	if conns.Load() != 1 {
+		t.Fatalf("%d connections, want 1", conns.Load())
+	}
+}
