@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/authgress/authgress/conf"
+	"github.com/authgress/authgress/internal/logline"
 )
 
 // discardWriter is a ResponseWriter with ReadFrom, like net/http's.
@@ -76,7 +77,7 @@ allow_insecure = true
 		b.Fatalf("config:\n%v", probs)
 	}
 	c.Server.Listen, c.Server.Admin = "127.0.0.1:0", ""
-	eng, err := New(context.Background(), c, Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	eng, err := New(context.Background(), c, Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), AccessLines: logline.New(io.Discard, false)})
 	if err != nil {
 		b.Fatal(err)
 	}
