@@ -29,7 +29,7 @@ var (
 	conns    = flag.Int("c", 64, "wrk connections")
 	threads  = flag.Int("t", 2, "wrk threads")
 	work     = flag.String("work", "", "work directory (default: a temp dir)")
-	only     = flag.String("only", "", "comma-separated sections to run: plain,mtls,intercept,latency,tokens,scale (default all)")
+	only     = flag.String("only", "", "comma-separated sections to run: plain,mtls,reverse,intercept,latency,tokens,scale (default all)")
 	out      = flag.String("out", "", "also write the report (markdown) to this file")
 	profile  = flag.String("profile", "", "write CPU profiles of the authgress rows (first round) to this directory")
 )
@@ -102,6 +102,11 @@ func (h *harness) run() error {
 			return err
 		}
 	}
+	if want("reverse") {
+		if err := h.reverseRows(); err != nil {
+			return err
+		}
+	}
 	if want("intercept") {
 		if err := h.interceptRows(); err != nil {
 			return err
@@ -134,7 +139,7 @@ func (h *harness) build() error {
 		return err
 	}
 	for name, pkg := range map[string]string{"authgress": "./cmd/authgress", "goproxy-bare": "./bench/goproxy-bare",
-		"tokenserver": "./bench/tokenserver", "idleconns": "./bench/idleconns", "tunnelload": "./bench/tunnelload"} {
+		"tokenserver": "./bench/tokenserver", "idleconns": "./bench/idleconns", "tunnelload": "./bench/tunnelload", "reverse-bare": "./bench/reverse-bare"} {
 		bin := filepath.Join(h.dir, name)
 		cmd := exec.Command("go", "build", "-o", bin, pkg)
 		cmd.Dir, cmd.Stdout, cmd.Stderr = root, os.Stderr, os.Stderr
@@ -478,8 +483,11 @@ func (h *harness) cpuProfile(r *row) chan struct{} {
 
 // table prints medians and ratios; base is the direct row (may be nil), floor
 // the goproxy-bare row.
-func (h *harness) table(rows []*row, base, floor *row) {
-	h.printf("| row | req/s | p50 ms | p99 ms | proxy CPU µs/req | req/s ÷ direct | req/s ÷ goproxy-bare | CPU ÷ goproxy-bare | p50 − goproxy-bare (ms) | errors |\n")
+func (h *harness) table(rows []*row, base, floor *row) { h.tableVs(rows, base, floor, "goproxy-bare") }
+
+// tableVs is table with the floor row named floorName in the headings.
+func (h *harness) tableVs(rows []*row, base, floor *row, floorName string) {
+	h.printf("| row | req/s | p50 ms | p99 ms | proxy CPU µs/req | req/s ÷ direct | req/s ÷ %[1]s | CPU ÷ %[1]s | p50 − %[1]s (ms) | errors |\n", floorName)
 	h.printf("|---|---|---|---|---|---|---|---|---|---|\n")
 	rps := func(x result) float64 { return x.rps }
 	p50 := func(x result) float64 { return x.p50 }

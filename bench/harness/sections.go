@@ -76,6 +76,26 @@ func (h *harness) mtlsRows() error {
 	return nil
 }
 
+// reverseRows: authgress's reverse listener against a bare
+// httputil.ReverseProxy (with a buffer pool), both to the plain upstream.
+func (h *harness) reverseRows() error {
+	h.printf("## Reverse listener (plain HTTP upstream), c=%d\n\n", *conns)
+	h.printf("wrk sends origin-form requests straight to each listener. The floor is `bench/reverse-bare`: net/http's `httputil.ReverseProxy` with a buffer pool and a static `Authorization`.\n\n")
+	target := "/"
+	floor := &row{name: "httputil.ReverseProxy bare", target: "http://" + revBare + target, pid: pids["reverse-bare"]}
+	rows := []*row{
+		{name: "authgress reverse listener", target: "http://" + agRevLog + target, pid: pids["authgress"]},
+		{name: "authgress reverse, access log off", target: "http://" + agRevNoLog + target, pid: pids["authgress-nolog"]},
+		floor,
+		{name: "nginx reverse, static header", target: "http://" + nginxRev + target, pid: pids["nginx-reverse"]},
+	}
+	if err := h.measure(rows, *conns, *threads); err != nil {
+		return err
+	}
+	h.tableVs(rows, nil, floor, "bare ReverseProxy")
+	return nil
+}
+
 // interceptRows compares intercepted https:// requests on kept-alive
 // tunnels with the plain http:// path, on one authgress process, one
 // upstream (the mTLS nginx) and one load generator (bench/tunnelload, since
