@@ -472,6 +472,11 @@ func (pc *conn) writeBody(req *http.Request, done chan<- error, timeout time.Dur
 	if err == nil {
 		err = pc.bw.Flush()
 	}
+	if err != nil {
+		// The body could not be read (the client went away) or the
+		// connection broke: the server would wait for the rest forever.
+		pc.close()
+	}
 	if err == nil && timeout > 0 {
 		pc.hmu.Lock()
 		if !pc.gotHeaders {

@@ -758,3 +758,31 @@ func TestHeaderDeadlineLeftOnIdleConnection(t *testing.T) {
 		t.Fatalf("%d connections, want 1", conns.Load())
 	}
 }
+
+type failingReader struct{ n int }
+
+func (f *failingReader) Read(p []byte) (int, error) {
+	if f.n <= 0 {
+		return 0, errors.New("client went away")
+	}
+	n := min(len(p), f.n)
+	f.n -= n
+	return n, nil
+}
+
+// A request body that fails mid-upload (the client went away) ends the
+// round trip at once, not when the server gives up waiting.
+func TestRequestBodyFailsMidUpload(t *testing.T) {
+	s, _ := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = io.WriteString(w, "ok")
+	})
+	c := newClient(t, Config{})
+	req, _ := http.NewRequest("POST", s.URL, &failingReader{n: 100000})
+	req.ContentLength = 200000
+	start := time.Now()
+	_, err := c.RoundTrip(req)
+	if err == nil || time.Since(start) > 2*time.Second {
+		t.Fatalf("error %v after %v", err, time.Since(start))
+	}
+}
