@@ -205,11 +205,11 @@ func (h *Handler) finish(x *exchange, r *http.Request) {
 		r.Stats.record(x.failed, x.sw.status)
 	}
 	if h.accessLog {
-		h.logAccess(r, x, d)
+		h.logAccess(r, x, x.start.Add(d), d)
 	}
 }
 
-func (h *Handler) logAccess(r *http.Request, x *exchange, d time.Duration) {
+func (h *Handler) logAccess(r *http.Request, x *exchange, end time.Time, d time.Duration) {
 	if h.lines == nil {
 		var a attrLine
 		accessFields(&a, r, x, d)
@@ -219,7 +219,7 @@ func (h *Handler) logAccess(r *http.Request, x *exchange, d time.Duration) {
 	if !h.log.Enabled(context.Background(), slog.LevelInfo) {
 		return
 	}
-	l := h.lines.Begin(time.Now(), "request")
+	l := h.lines.Begin(end, "request")
 	accessFields(l, r, x, d)
 	l.End()
 }

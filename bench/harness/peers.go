@@ -32,6 +32,7 @@ const (
 	agRevLog     = "127.0.0.1:18103" // authgress's reverse listener to upPlain, access log on
 	agRevNoLog   = "127.0.0.1:18104" // the same, access log off
 	revBare      = "127.0.0.1:18092" // httputil.ReverseProxy to upPlain with a buffer pool
+	agAB         = "127.0.0.1:18105" // authgress, access log on, with -ab-env
 	tokenAddr    = "127.0.0.1:18400" // token endpoint, 1 h tokens
 )
 
@@ -176,12 +177,12 @@ func reverseConn(listen string) string {
 
 // authgress starts an authgress process with config; it returns its pid.
 // With -profile, each serves pprof on a port of its own (18600 and up).
-func (h *harness) authgress(name, config string) (int, error) {
+func (h *harness) authgress(name, config string, extraEnv ...string) (int, error) {
 	path := filepath.Join(h.dir, name+".toml")
 	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
 		return 0, err
 	}
-	env := []string{"BENCH_CLIENT_ID=bench", "BENCH_CLIENT_SECRET=bench-secret"}
+	env := append([]string{"BENCH_CLIENT_ID=bench", "BENCH_CLIENT_SECRET=bench-secret"}, extraEnv...)
 	addr := ""
 	if *profile != "" {
 		addr = fmt.Sprintf("127.0.0.1:%d", 18600+len(pprofAddr))
@@ -243,6 +244,11 @@ func (h *harness) startPeers(p pkiFiles) error {
 	}
 	if pids["authgress-nolog"], err = h.authgress("authgress-nolog", authgressConfig(agNoLog, "http://"+tokenAddr+"/token", p, false, reverseConn(agRevNoLog))); err != nil {
 		return err
+	}
+	if *abEnv != "" {
+		if pids["authgress-ab"], err = h.authgress("authgress-ab", authgressConfig(agAB, "http://"+tokenAddr+"/token", p, true, ""), strings.Fields(*abEnv)...); err != nil {
+			return err
+		}
 	}
 	if pids["squid"], err = h.squid(); err != nil {
 		return err
