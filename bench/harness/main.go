@@ -32,6 +32,7 @@ var (
 	only     = flag.String("only", "", "comma-separated sections to run: plain,mtls,reverse,intercept,latency,tokens,scale (default all)")
 	out      = flag.String("out", "", "also write the report (markdown) to this file")
 	abEnv    = flag.String("ab-env", "", "A/B: the plain section adds a row for an authgress (access log on) run with this extra environment, e.g. GOGC=200")
+	abBin    = flag.String("ab-bin", "", "A/B: the plain section adds a row for this authgress binary (access log on), e.g. one built from the previous commit")
 	profile  = flag.String("profile", "", "write CPU profiles of the authgress rows (first round) to this directory")
 )
 

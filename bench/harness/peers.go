@@ -245,8 +245,14 @@ func (h *harness) startPeers(p pkiFiles) error {
 	if pids["authgress-nolog"], err = h.authgress("authgress-nolog", authgressConfig(agNoLog, "http://"+tokenAddr+"/token", p, false, reverseConn(agRevNoLog))); err != nil {
 		return err
 	}
-	if *abEnv != "" {
-		if pids["authgress-ab"], err = h.authgress("authgress-ab", authgressConfig(agAB, "http://"+tokenAddr+"/token", p, true, ""), strings.Fields(*abEnv)...); err != nil {
+	if *abEnv != "" || *abBin != "" {
+		bin := h.bins["authgress"]
+		if *abBin != "" {
+			h.bins["authgress"] = *abBin
+		}
+		pids["authgress-ab"], err = h.authgress("authgress-ab", authgressConfig(agAB, "http://"+tokenAddr+"/token", p, true, ""), strings.Fields(*abEnv)...)
+		h.bins["authgress"] = bin
+		if err != nil {
 			return err
 		}
 	}

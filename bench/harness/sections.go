@@ -51,8 +51,9 @@ func (h *harness) plainRows() error {
 		{name: "nginx reverse, static header", target: "http://" + nginxRev + "/", pid: pids["nginx-reverse"]},
 		{name: "squid forward, static header", target: target, proxy: "http://" + squidAddr, pid: pids["squid"]},
 	}
-	if *abEnv != "" {
-		rows = append(rows[:2], append([]*row{{name: "authgress, " + *abEnv, target: target, proxy: "http://" + agAB, pid: pids["authgress-ab"]}}, rows[2:]...)...)
+	if *abEnv != "" || *abBin != "" {
+		name := strings.TrimSpace("authgress, " + *abEnv + " " + filepath.Base(*abBin))
+		rows = append(rows[:2], append([]*row{{name: name, target: target, proxy: "http://" + agAB, pid: pids["authgress-ab"]}}, rows[2:]...)...)
 	}
 	if err := h.measure(rows, *conns, *threads); err != nil {
 		return err
