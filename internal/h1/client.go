@@ -15,11 +15,18 @@
 // What it keeps from net/http (the wire format is net/http's own code):
 // 1xx responses are skipped (a 101 is returned), HEAD, 204 and 304 have no
 // body, trailers are read into Response.Trailer, chunked and close-delimited
-// bodies stream, the response-header timeout is a read deadline, a client
-// that goes away (the request's context) aborts the connection through its
-// deadlines. Dial and TLS failures are whatever the dialers return (the
-// callers type them: nothing was sent). An idle connection the server has
-// closed is detected before use (a non-blocking peek) and never used; a
+// bodies stream, the response-header timeout holds, a client that goes
+// away (the request's context) aborts the exchange. The last two
+// are enforced by one watchdog goroutine per client (while it has open
+// connections), which looks at the exchanges in flight every 100 ms (or a
+// quarter of a shorter header timeout) and poisons the deadlines of those
+// whose context ended or whose header is overdue: no per-request context
+// watch or deadline change, at the price of a cancellation or timeout
+// taking effect up to a tick late.
+//
+// Dial and TLS failures are whatever the dialers return (the callers type
+// them: nothing was sent). An idle connection the server has closed is
+// detected before use (a non-blocking peek) and never used; a
 // request that failed on a reused connection before any response byte is
 // sent again on another connection when that is safe: nothing reached the
 // socket, or it is idempotent and its body can be sent again (net/http's
@@ -65,6 +72,11 @@ type Client struct {
 	mu    sync.Mutex
 	idle  map[key]*hostPool
 	sweep *time.Timer // closes expired idle connections; nil when none run
+	// open holds every open connection, for the watchdog, which runs
+	// while there is one.
+	open     map[*conn]struct{}
+	watching bool
+	scratch  []*conn // the watchdog's copy of open
 }
 
 type key struct {
@@ -82,7 +94,7 @@ func New(cfg Config) *Client {
 	if cfg.MaxIdlePerHost <= 0 {
 		cfg.MaxIdlePerHost = 256
 	}
-	return &Client{cfg: cfg, idle: map[key]*hostPool{}}
+	return &Client{cfg: cfg, idle: map[key]*hostPool{}, open: map[*conn]struct{}{}}
 }
 
 // ProtocolError is a TLS connection whose ALPN negotiated a protocol other
@@ -218,9 +230,53 @@ func (c *Client) dial(ctx context.Context, k key, port string) (*conn, error) {
 	}
 	pc.br = bufio.NewReaderSize(nc, 4<<10)
 	pc.bw = bufio.NewWriterSize(pc, 4<<10)
-	pc.abortFn = pc.abort
 	pc.peekFn = pc.peek
+	c.mu.Lock()
+	c.open[pc] = struct{}{}
+	if !c.watching {
+		c.watching = true
+		go c.watch()
+	}
+	c.mu.Unlock()
 	return pc, nil
+}
+
+// watch is the watchdog: every tick it aborts the connections whose
+// request's context has ended (the client went away) or whose response
+// header is overdue. One goroutine per client, while it has connections,
+// instead of a context watch and deadline changes per request; a
+// cancellation or a timeout takes effect within a tick.
+func (c *Client) watch() {
+	t := time.NewTicker(c.tick())
+	defer t.Stop()
+	for now := range t.C {
+		c.mu.Lock()
+		if len(c.open) == 0 {
+			c.watching = false
+			c.mu.Unlock()
+			return
+		}
+		conns := c.scratch[:0]
+		for pc := range c.open {
+			conns = append(conns, pc)
+		}
+		c.scratch = conns
+		c.mu.Unlock()
+		for _, pc := range conns {
+			pc.check(now)
+		}
+		clear(conns)
+	}
+}
+
+// tick is the watchdog's period: 100 ms, or a quarter of a shorter
+// response-header timeout.
+func (c *Client) tick() time.Duration {
+	d := 100 * time.Millisecond
+	if t := c.cfg.ResponseHeaderTimeout; t > 0 && t/4 < d {
+		d = max(t/4, time.Millisecond)
+	}
+	return d
 }
 
 // put returns pc to its pool, or closes it when the pool is full.
@@ -314,19 +370,24 @@ type conn struct {
 	written atomic.Int64  // bytes written to nc (the body writer adds to it)
 	idleAt  time.Time
 	reused  bool // it has served a response before this request
-
-	aborted atomic.Bool // the request's context ended: deadlines are poisoned
-	abortFn func()      // pc.abort, made once
 	peekFn  func(fd uintptr) bool
 	peekOK  bool
-	// armed: the read deadline of the last response header is still set
-	// (its body was all buffered, so nothing read the socket since).
-	armed bool
 
-	// header timeout arming between the body writer and the reader
-	hmu        sync.Mutex
-	gotHeaders bool
+	// The exchange in flight, as the watchdog sees it.
+	mu         sync.Mutex
+	ctx        context.Context // nil: idle, or a context that never ends
+	headerBy   time.Time       // zero: not waiting for a response header (or no timeout)
+	gotHeaders bool            // the response header has come (the body writer's view)
+	aborted    abortReason     // set once: the connection's deadlines are poisoned
 }
+
+type abortReason uint8
+
+const (
+	notAborted abortReason = iota
+	abortCanceled
+	abortTimeout
+)
 
 // Write counts what reaches the socket (bw writes through it).
 func (pc *conn) Write(p []byte) (int, error) {
@@ -335,13 +396,63 @@ func (pc *conn) Write(p []byte) (int, error) {
 	return n, err
 }
 
-func (pc *conn) close() { _ = pc.nc.Close() }
+func (pc *conn) close() {
+	c := pc.c
+	c.mu.Lock()
+	delete(c.open, pc)
+	c.mu.Unlock()
+	_ = pc.nc.Close()
+}
 
-// abort ends the round trip of a request whose context ended: every read
-// and write on the connection fails from now on.
-func (pc *conn) abort() {
-	pc.aborted.Store(true)
+// check aborts the exchange in flight if its context has ended or its
+// response header is overdue: every read and write on the connection fails
+// from then on.
+func (pc *conn) check(now time.Time) {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	switch {
+	case pc.aborted != notAborted:
+		return
+	case pc.ctx != nil && pc.ctx.Err() != nil:
+		pc.aborted = abortCanceled
+	case !pc.headerBy.IsZero() && now.After(pc.headerBy):
+		pc.aborted = abortTimeout
+	default:
+		return
+	}
 	_ = pc.nc.SetDeadline(aLongTimeAgo)
+}
+
+// begin shows the watchdog a new exchange.
+func (pc *conn) begin(ctx context.Context, headerBy time.Time) {
+	if ctx.Done() == nil {
+		ctx = nil
+	}
+	pc.mu.Lock()
+	pc.ctx, pc.headerBy, pc.gotHeaders = ctx, headerBy, false
+	pc.mu.Unlock()
+}
+
+// headers tells the watchdog the response header has come; end, that the
+// exchange is over. Both report whether the exchange was aborted.
+func (pc *conn) headers() abortReason {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	pc.headerBy, pc.gotHeaders = time.Time{}, true
+	return pc.aborted
+}
+
+func (pc *conn) end() abortReason {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	pc.ctx, pc.headerBy = nil, time.Time{}
+	return pc.aborted
+}
+
+func (pc *conn) abortedNow() abortReason {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	return pc.aborted
 }
 
 // alive reports whether an idle connection can carry a request: the server
@@ -355,12 +466,6 @@ func (pc *conn) alive() bool {
 	}
 	pc.peekOK = false
 	err := pc.raw.Read(pc.peekFn)
-	if err != nil && pc.armed {
-		// The last header deadline has passed while idle.
-		pc.armed = false
-		_ = pc.nc.SetReadDeadline(time.Time{})
-		err = pc.raw.Read(pc.peekFn)
-	}
 	return err == nil && pc.peekOK
 }
 
@@ -368,48 +473,31 @@ func (pc *conn) alive() bool {
 // whether any byte of the request reached the socket.
 func (pc *conn) roundTrip(req *http.Request) (resp *http.Response, sent bool, err error) {
 	ctx := req.Context()
-	var stop func() bool
-	if ctx.Done() != nil {
-		stop = context.AfterFunc(ctx, pc.abortFn)
-	}
 	start := pc.written.Load()
 	timeout := pc.c.cfg.ResponseHeaderTimeout
 	var wrote chan error // the body writer's result; nil: written here
 	if hasBody(req) {
-		if pc.armed {
-			pc.armed = false
-			_ = pc.nc.SetReadDeadline(time.Time{})
-		}
-		pc.gotHeaders = false
+		pc.begin(ctx, time.Time{}) // the header timeout starts when the body is written
 		wrote = make(chan error, 1)
 		go pc.writeBody(req, wrote, timeout)
 	} else {
+		pc.begin(ctx, time.Time{})
 		err = writeRequest(pc.bw, req)
 		if err == nil {
 			err = pc.bw.Flush()
 		}
 		if err != nil {
-			return nil, pc.written.Load() > start, pc.fail(ctx, stop, err)
+			return nil, pc.written.Load() > start, pc.fail(ctx, err)
 		}
 		if timeout > 0 {
-			_ = pc.nc.SetReadDeadline(time.Now().Add(timeout))
+			pc.mu.Lock()
+			pc.headerBy = time.Now().Add(timeout)
+			pc.mu.Unlock()
 		}
 	}
 	resp, err = pc.readHeader(req)
-	if timeout > 0 {
-		if wrote != nil {
-			pc.hmu.Lock()
-			pc.gotHeaders = true
-			pc.hmu.Unlock()
-		}
-		// Clear the deadline for the body, unless the body is all in
-		// the buffer: then the next request's deadline replaces it (one
-		// deadline change per request instead of two).
-		pc.armed = err == nil && wrote == nil && (resp.Body == http.NoBody ||
-			resp.ContentLength >= 0 && int64(pc.br.Buffered()) >= resp.ContentLength)
-		if err == nil && !pc.armed {
-			_ = pc.nc.SetReadDeadline(time.Time{})
-		}
+	if err == nil && pc.headers() != notAborted {
+		err = errAborted // the watchdog fired as the header came: the body is cut
 	}
 	if err != nil {
 		if wrote != nil {
@@ -425,9 +513,9 @@ func (pc *conn) roundTrip(req *http.Request) (resp *http.Response, sent bool, er
 			default:
 			}
 		}
-		return nil, pc.written.Load() > start, pc.fail(ctx, stop, err)
+		return nil, pc.written.Load() > start, pc.fail(ctx, err)
 	}
-	b := &body{pc: pc, stop: stop, wrote: wrote, keep: !resp.Close && !req.Close}
+	b := &body{pc: pc, wrote: wrote, keep: !resp.Close && !req.Close}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		b.keep = false
 		resp.Body = b
@@ -442,6 +530,8 @@ func (pc *conn) roundTrip(req *http.Request) (resp *http.Response, sent bool, er
 	resp.Body = b
 	return resp, true, nil
 }
+
+var errAborted = errors.New("h1: exchange aborted")
 
 // readHeader reads the response header, skipping 1xx informational
 // responses other than 101.
@@ -478,27 +568,29 @@ func (pc *conn) writeBody(req *http.Request, done chan<- error, timeout time.Dur
 		pc.close()
 	}
 	if err == nil && timeout > 0 {
-		pc.hmu.Lock()
+		pc.mu.Lock()
 		if !pc.gotHeaders {
-			_ = pc.nc.SetReadDeadline(time.Now().Add(timeout))
+			pc.headerBy = time.Now().Add(timeout)
 		}
-		pc.hmu.Unlock()
+		pc.mu.Unlock()
 	}
 	done <- err
 }
 
 // fail closes pc after a failed round trip and names the failure: the
 // context's error when the client went away, the header timeout when the
-// read deadline passed.
-func (pc *conn) fail(ctx context.Context, stop func() bool, err error) error {
-	if stop != nil {
-		stop()
-	}
+// watchdog found it overdue.
+func (pc *conn) fail(ctx context.Context, err error) error {
+	why := pc.end()
 	pc.close()
-	if pc.aborted.Load() || ctx.Err() != nil {
+	switch {
+	case why == abortCanceled || ctx.Err() != nil:
 		if cerr := ctx.Err(); cerr != nil {
 			return cerr
 		}
+		return context.Canceled
+	case why == abortTimeout:
+		return timeoutError{}
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
@@ -512,7 +604,6 @@ func (pc *conn) fail(ctx context.Context, stop func() bool, err error) error {
 type body struct {
 	rc    io.ReadCloser
 	pc    *conn
-	stop  func() bool // ends the context watch (nil: none)
 	wrote chan error  // the body writer's result (nil: the request was written inline)
 	keep  bool        // the connection may carry another request
 	done  atomic.Bool // released
@@ -532,8 +623,9 @@ func (b *body) Read(p []byte) (int, error) {
 		b.eof = true
 		b.release(true)
 	case err != nil:
+		aborted := b.pc.abortedNow()
 		b.release(false)
-		if b.pc.aborted.Load() {
+		if aborted == abortCanceled {
 			return n, context.Canceled
 		}
 	}
@@ -557,8 +649,8 @@ func (b *body) release(eof bool) {
 		return
 	}
 	ok := eof && b.keep
-	if b.stop != nil && !b.stop() {
-		ok = false // the context fired: deadlines are poisoned
+	if b.pc.end() != notAborted {
+		ok = false // the watchdog fired: deadlines are poisoned
 	}
 	if ok && b.wrote != nil {
 		t := time.NewTimer(maxWriteWait)
@@ -570,7 +662,7 @@ func (b *body) release(eof bool) {
 		}
 		t.Stop()
 	}
-	if ok && b.pc.br.Buffered() == 0 && !b.pc.aborted.Load() {
+	if ok && b.pc.br.Buffered() == 0 {
 		b.pc.c.put(b.pc)
 		return
 	}

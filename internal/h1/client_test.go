@@ -786,3 +786,26 @@ func TestRequestBodyFailsMidUpload(t *testing.T) {
 		t.Fatalf("error %v after %v", err, time.Since(start))
 	}
 }
+
+// The watchdog runs only while the client has open connections.
+func TestWatchdogStopsWithoutConnections(t *testing.T) {
+	s, _ := countingServer(t, func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") })
+	c := newClient(t, Config{})
+	resp, err := get(t, c, "GET", s.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, resp)
+	watching := func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.watching }
+	if !watching() {
+		t.Fatal("no watchdog with an open connection")
+	}
+	c.CloseIdleConnections()
+	deadline := time.Now().Add(2 * time.Second)
+	for watching() {
+		if time.Now().After(deadline) {
+			t.Fatal("the watchdog still runs without connections")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
