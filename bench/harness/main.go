@@ -431,7 +431,7 @@ func (h *harness) measure(rows []*row, c, t int) error {
 		for _, r := range rows {
 			var prof chan struct{}
 			if i == 0 {
-				prof = h.cpuProfile(r)
+				prof = h.cpuProfile(r, c)
 			}
 			res, err := h.load(r, r.pid, c, t, *duration)
 			if prof != nil {
@@ -453,7 +453,7 @@ var pprofAddr = map[int]string{}
 // cpuProfile takes a CPU profile of r's process over most of one
 // measurement when -profile is set and the process serves pprof; the
 // channel closes when the profile is written (nil: none taken).
-func (h *harness) cpuProfile(r *row) chan struct{} {
+func (h *harness) cpuProfile(r *row, c int) chan struct{} {
 	addr := pprofAddr[r.pid]
 	if *profile == "" || addr == "" {
 		return nil
@@ -461,7 +461,7 @@ func (h *harness) cpuProfile(r *row) chan struct{} {
 	_ = os.MkdirAll(*profile, 0o755)
 	secs := max(int(duration.Seconds())-1, 1)
 	name := strings.NewReplacer(" ", "-", ",", "", "/", "-", ":", "").Replace(r.name)
-	path := filepath.Join(*profile, fmt.Sprintf("%s-c%d.prof", name, *conns))
+	path := filepath.Join(*profile, fmt.Sprintf("%s-c%d.prof", name, c))
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
