@@ -52,7 +52,10 @@ func (h *harness) plainRows() error {
 		{name: "squid forward, static header", target: target, proxy: "http://" + squidAddr, pid: pids["squid"]},
 	}
 	if *abEnv != "" || *abBin != "" {
-		name := strings.TrimSpace("authgress, " + *abEnv + " " + filepath.Base(*abBin))
+		name := "authgress, " + *abEnv
+		if *abBin != "" {
+			name = strings.TrimSpace(name + " " + filepath.Base(*abBin))
+		}
 		rows = append(rows[:2], append([]*row{{name: name, target: target, proxy: "http://" + agAB, pid: pids["authgress-ab"]}}, rows[2:]...)...)
 	}
 	if err := h.measure(rows, *conns, *threads); err != nil {
