@@ -42,6 +42,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"sync"
@@ -62,6 +63,10 @@ type Config struct {
 	ResponseHeaderTimeout time.Duration
 	IdleTimeout           time.Duration // idle connections older than this are closed (0: 90 s)
 	MaxIdlePerHost        int           // (0: 256)
+	// MaxResponseHeaderBytes bounds what a server may send before its
+	// response header ends, 1xx responses included (0: 10 MiB, as
+	// net/http's).
+	MaxResponseHeaderBytes int64
 }
 
 // Client is a pool of HTTP/1.1 connections per scheme and host. It
@@ -94,6 +99,9 @@ func New(cfg Config) *Client {
 	if cfg.MaxIdlePerHost <= 0 {
 		cfg.MaxIdlePerHost = 256
 	}
+	if cfg.MaxResponseHeaderBytes <= 0 {
+		cfg.MaxResponseHeaderBytes = 10 << 20
+	}
 	return &Client{cfg: cfg, idle: map[key]*hostPool{}, open: map[*conn]struct{}{}}
 }
 
@@ -122,6 +130,7 @@ var (
 	errScheme      = errors.New("h1: unsupported protocol scheme")
 	errTooMany1xx  = errors.New("h1: too many 1xx informational responses")
 	errNoDialer    = errors.New("h1: no dialer for this scheme")
+	errHeaderSize  = errors.New("h1: the server's response header is too large")
 	aLongTimeAgo   = time.Unix(1, 0)
 	maxInformation = 10 // 1xx responses skipped before one is final
 )
@@ -224,11 +233,11 @@ func (c *Client) dial(ctx context.Context, k key, port string) (*conn, error) {
 		}
 		raw = tc.NetConn()
 	}
-	pc := &conn{c: c, nc: nc, key: k}
+	pc := &conn{c: c, nc: nc, key: k, readLimit: math.MaxInt64}
 	if sc, ok := raw.(syscall.Conn); ok {
 		pc.raw, _ = sc.SyscallConn()
 	}
-	pc.br = bufio.NewReaderSize(nc, 4<<10)
+	pc.br = bufio.NewReaderSize(pc, 4<<10)
 	pc.bw = bufio.NewWriterSize(pc, 4<<10)
 	pc.peekFn = pc.peek
 	c.mu.Lock()
@@ -368,10 +377,13 @@ type conn struct {
 	br      *bufio.Reader
 	bw      *bufio.Writer // writes through conn.Write, which counts bytes sent
 	written atomic.Int64  // bytes written to nc (the body writer adds to it)
-	idleAt  time.Time
-	reused  bool // it has served a response before this request
-	peekFn  func(fd uintptr) bool
-	peekOK  bool
+	// readLimit is what br may still read from nc: the header limit while
+	// a response header is read, unlimited otherwise.
+	readLimit int64
+	idleAt    time.Time
+	reused    bool // it has served a response before this request
+	peekFn    func(fd uintptr) bool
+	peekOK    bool
 
 	// The exchange in flight, as the watchdog sees it.
 	mu         sync.Mutex
@@ -388,6 +400,19 @@ const (
 	abortCanceled
 	abortTimeout
 )
+
+// Read reads from the socket within readLimit (br reads through it).
+func (pc *conn) Read(p []byte) (int, error) {
+	if pc.readLimit <= 0 {
+		return 0, errHeaderSize
+	}
+	if int64(len(p)) > pc.readLimit {
+		p = p[:pc.readLimit]
+	}
+	n, err := pc.nc.Read(p)
+	pc.readLimit -= int64(n)
+	return n, err
+}
 
 // Write counts what reaches the socket (bw writes through it).
 func (pc *conn) Write(p []byte) (int, error) {
@@ -536,6 +561,8 @@ var errAborted = errors.New("h1: exchange aborted")
 // readHeader reads the response header, skipping 1xx informational
 // responses other than 101.
 func (pc *conn) readHeader(req *http.Request) (*http.Response, error) {
+	pc.readLimit = pc.c.cfg.MaxResponseHeaderBytes
+	defer func() { pc.readLimit = math.MaxInt64 }()
 	// io.EOF here (ReadResponse would say io.ErrUnexpectedEOF) means the
 	// server closed the connection without sending a byte.
 	if _, err := pc.br.Peek(1); err != nil {

@@ -809,3 +809,39 @@ func TestWatchdogStopsWithoutConnections(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A server that never ends its response header cannot make the client
+// hold more than the limit.
+func TestResponseHeaderSizeIsBounded(t *testing.T) {
+	u := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+		readReq(t, br)
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\n")
+		line := "X-Big: " + strings.Repeat("a", 1000) + "\r\n"
+		for i := 0; i < 10000; i++ {
+			if _, err := io.WriteString(c, line); err != nil {
+				return
+			}
+		}
+	})
+	c := newClient(t, Config{MaxResponseHeaderBytes: 64 << 10})
+	_, err := get(t, c, "GET", u, nil)
+	if !errors.Is(err, errHeaderSize) {
+		t.Fatalf("error %v, want the header size limit", err)
+	}
+	// Within the limit, 1xx included, and a body larger than it: fine.
+	u2 := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+		for readReq(t, br) != nil {
+			_, _ = io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 200000\r\n\r\n")
+			_, _ = c.Write(make([]byte, 200000))
+		}
+	})
+	for i := 0; i < 2; i++ {
+		resp, err := get(t, c, "GET", u2, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(readAll(t, resp)); n != 200000 {
+			t.Fatalf("body %d bytes", n)
+		}
+	}
+}
