@@ -156,7 +156,8 @@ func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		// A request that would be sent again anyway if its connection
 		// turned out closed skips the liveness check on a connection
-		// idle for less than a second.
+		// used moments ago (a server closing idle connections, or
+		// sending an unasked 408 before it does, waits much longer).
 		check := retried || !canRetry(req, true, io.EOF)
 		pc, err := c.get(ctx, k, req.URL.Port(), check)
 		if err != nil {
@@ -178,6 +179,10 @@ func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
+// recentlyUsed: an idle connection used this recently is taken without the
+// liveness peek by a request that may be sent again.
+const recentlyUsed = 100 * time.Millisecond
+
 // get returns an idle connection to k that is still open, or a new one.
 func (c *Client) get(ctx context.Context, k key, port string, check bool) (*conn, error) {
 	now := time.Now()
@@ -193,7 +198,7 @@ func (c *Client) get(ctx context.Context, k key, port string, check bool) (*conn
 		p.conns = p.conns[:len(p.conns)-1]
 		c.mu.Unlock()
 		idle := now.Sub(pc.idleAt)
-		if idle < c.cfg.IdleTimeout && (!check && idle < time.Second || pc.alive()) {
+		if idle < c.cfg.IdleTimeout && pc.br.Buffered() == 0 && (!check && idle < recentlyUsed || pc.alive()) {
 			pc.reused = true
 			return pc, nil
 		}

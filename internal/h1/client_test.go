@@ -845,3 +845,26 @@ func TestResponseHeaderSizeIsBounded(t *testing.T) {
 		}
 	}
 }
+
+// A server that sends an unasked response on an idle connection (a 408
+// before it closes it): the next request must not take it for its own.
+func TestUnaskedResponseOnIdleConnection(t *testing.T) {
+	u := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+		readReq(t, br)
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		time.Sleep(20 * time.Millisecond)
+		_, _ = io.WriteString(c, "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+		time.Sleep(time.Second)
+	})
+	c := newClient(t, Config{})
+	for i := 0; i < 2; i++ {
+		resp, err := get(t, c, "GET", u, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 200 || readAll(t, resp) != "ok" {
+			t.Fatalf("request %d got the unasked %d", i, resp.StatusCode)
+		}
+		time.Sleep(150 * time.Millisecond) // idle long enough to be checked
+	}
+}
