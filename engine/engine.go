@@ -17,6 +17,7 @@ import (
 
 	"github.com/authgress/authgress/conf"
 	"github.com/authgress/authgress/dashboard"
+	"github.com/authgress/authgress/internal/logline"
 	"github.com/authgress/authgress/proxy"
 	"github.com/authgress/authgress/rediscache"
 	"github.com/authgress/authgress/tokencache"
@@ -24,10 +25,13 @@ import (
 
 // Options are the process-wide settings an engine runs with.
 type Options struct {
-	Log     *slog.Logger // nil: discard
-	Tracing bool         // spans for proxied requests
-	Metrics http.Handler // served on the admin listener's /metrics (nil: none)
-	Version string       // reported by /status
+	Log *slog.Logger // nil: discard
+	// AccessLines writes access lines in Log's format and to its output,
+	// without slog's per-record cost (nil: through Log).
+	AccessLines *logline.Writer
+	Tracing     bool         // spans for proxied requests
+	Metrics     http.Handler // served on the admin listener's /metrics (nil: none)
+	Version     string       // reported by /status
 }
 
 // Engine is a running (or ready to run) authgress.

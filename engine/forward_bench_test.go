@@ -1,11 +1,22 @@
 package engine
 
 import (
+	"bufio"
+	"bytes"
+	"context"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/authgress/authgress/conf"
+	"github.com/authgress/authgress/internal/logline"
 )
 
 // discardWriter is a ResponseWriter with ReadFrom, like net/http's.
@@ -16,19 +27,37 @@ func (d *discardWriter) Write(p []byte) (int, error)         { return len(p), ni
 func (d *discardWriter) WriteHeader(int)                     {}
 func (d *discardWriter) ReadFrom(r io.Reader) (int64, error) { return io.Copy(io.Discard, r) }
 
-// BenchmarkForwardCachedToken is the whole forward path in process: goproxy,
-// match, cached token, injection, transport to a loopback upstream, metrics.
-// (The access log is off: its cost is measured by bench/run.sh.)
+// BenchmarkForwardCachedToken is the whole forward path in process: match,
+// cached token, injection, transport to a loopback upstream (an httptest
+// server, whose own allocations count too), metrics. (The access log is
+// off: its cost is measured by bench/run.sh and BenchmarkForwardFakeUpstream.)
 func BenchmarkForwardCachedToken(b *testing.B) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "ok")
 	}))
 	defer up.Close()
+	benchForward(b, strings.TrimPrefix(up.URL, "http://"), false)
+}
+
+// BenchmarkForwardFakeUpstream is the same path against a fake upstream
+// that answers every request with the same bytes and allocates nothing
+// per request, so that allocs/op are authgress's alone: the wrapper, the
+// pipeline and the upstream client. /access_log runs with the access log
+// on (to io.Discard).
+func BenchmarkForwardFakeUpstream(b *testing.B) {
+	host := fakeUpstream(b)
+	b.Run("access_log_off", func(b *testing.B) { benchForward(b, host, false) })
+	b.Run("access_log", func(b *testing.B) { benchForward(b, host, true) })
+}
+
+func benchForward(b *testing.B, host string, access bool) {
 	i := newIDP(b)
-	host := strings.TrimPrefix(up.URL, "http://")
-	cfg := strings.NewReplacer("{{UP}}", host).Replace(`
+	dir := b.TempDir()
+	secrets := filepath.Join(dir, "secrets.toml")
+	_ = os.WriteFile(secrets, []byte("[app]\nclient_id = \"client\"\nclient_secret = \"canary-client-secret\"\n"), 0o600)
+	cfg := strings.NewReplacer("{{UP}}", host, "{{SECRETS}}", secrets, "{{IDP}}", idpURL(i), "{{ACCESS}}", strconv.FormatBool(access)).Replace(`
 [log]
-access = false
+access = {{ACCESS}}
 [vaults.local]
 type = "file"
 path = "{{SECRETS}}"
@@ -41,13 +70,27 @@ hosts = ["{{UP}}"]
 credential = "app"
 allow_insecure = true
 `)
-	h := newHarness(b, cfg, nil, i)
+	path := filepath.Join(dir, "authgress.toml")
+	_ = os.WriteFile(path, []byte(cfg), 0o600)
+	c, probs := conf.Load(path)
+	if probs.HasErrors() {
+		b.Fatalf("config:\n%v", probs)
+	}
+	c.Server.Listen, c.Server.Admin = "127.0.0.1:0", ""
+	eng, err := New(context.Background(), c, Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), AccessLines: logline.New(io.Discard, false)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer eng.Close()
 	target := "http://" + host + "/v1/items"
 	run := func() {
-		req := httptest.NewRequest("GET", target, nil)
+		// A cancellable context per request, as net/http's server gives.
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		req := httptest.NewRequestWithContext(ctx, "GET", target, nil)
 		req.RequestURI = target
 		w := &discardWriter{h: http.Header{}}
-		h.eng.ServeHTTP(w, req)
+		eng.ServeHTTP(w, req)
 	}
 	run()
 	b.ReportAllocs()
@@ -55,4 +98,40 @@ allow_insecure = true
 	for n := 0; n < b.N; n++ {
 		run()
 	}
+}
+
+// fakeUpstream serves keep-alive connections with one canned response per
+// request (a request ends at its blank line; the benchmark sends no
+// bodies).
+func fakeUpstream(b *testing.B) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok")
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadSlice('\n')
+					if err != nil {
+						return
+					}
+					if bytes.Equal(line, []byte("\r\n")) {
+						if _, err := c.Write(resp); err != nil {
+							return
+						}
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
 }

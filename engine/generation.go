@@ -52,7 +52,7 @@ func (e *Engine) build(ctx context.Context, cfg *conf.Config) (*generation, erro
 	if err != nil {
 		return nil, err
 	}
-	p, err := proxy.New(ctx, cfg, proxy.Deps{Vaults: vaults, Profiles: profiles, Tokens: e.tokens, Log: e.log,
+	p, err := proxy.New(ctx, cfg, proxy.Deps{Vaults: vaults, Profiles: profiles, Tokens: e.tokens, Log: e.log, AccessLines: e.opts.AccessLines,
 		Tracing: e.opts.Tracing, Tunnels: e.tunnels, Inner: e, Clusters: clusters, Stats: e.stats})
 	if err != nil {
 		return nil, err

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/authgress/authgress/conf"
+	"github.com/authgress/authgress/internal/logline"
 	"github.com/authgress/authgress/tokencache"
 )
 
@@ -121,7 +122,12 @@ func newHarness(t testing.TB, text string, up *apiServer, i *idp) *harness {
 	cfg.Server.Listen, cfg.Server.Admin = "127.0.0.1:0", ""
 	logs, mu := &strings.Builder{}, &sync.Mutex{}
 	log := slog.New(slog.NewTextHandler(lockedWriter{logs, mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	eng, err := New(context.Background(), cfg, Options{Log: log})
+	// Access lines take the fast path, as in `authgress run`.
+	opts := Options{Log: log, AccessLines: logline.New(lockedWriter{logs, mu}, false)}
+	if slogOnly {
+		opts.AccessLines = nil
+	}
+	eng, err := New(context.Background(), cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,6 +137,10 @@ func newHarness(t testing.TB, text string, up *apiServer, i *idp) *harness {
 	t.Cleanup(eng.Close)
 	return &harness{t: t, eng: eng, url: "http://" + eng.ProxyAddr(), tok: eng.tokens, logs: logs, mu: mu}
 }
+
+// slogOnly makes newHarness give the engine only a logger (no fast path
+// for access lines).
+var slogOnly bool
 
 func idpURL(i *idp) string {
 	if i == nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/authgress/authgress/intercept"
+	"github.com/authgress/authgress/internal/logline"
 	"github.com/elazarl/goproxy"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -31,6 +32,7 @@ type Handler struct {
 	limits     ServerLimits
 	log        *slog.Logger
 	accessLog  bool
+	lines      *logline.Writer // access lines without slog (nil: through log)
 	tracing    bool
 	gp         *goproxy.ProxyHttpServer
 	reverse    map[string]*Route // connections with a reverse listener, by name
@@ -204,46 +206,79 @@ func (h *Handler) finish(x *exchange, r *http.Request) {
 		r.Stats.record(x.failed, x.sw.status)
 	}
 	if h.accessLog {
-		h.logAccess(r, x, d)
+		h.logAccess(r, x, x.start.Add(d), d)
 	}
 }
 
-func (h *Handler) logAccess(r *http.Request, x *exchange, d time.Duration) {
-	host := r.Host
-	if x.d.Host != "" {
-		host = authority(x.d.Host, x.d.Port)
+func (h *Handler) logAccess(r *http.Request, x *exchange, end time.Time, d time.Duration) {
+	if h.lines == nil {
+		var a attrLine
+		accessFields(&a, r, x, d)
+		h.log.LogAttrs(context.Background(), slog.LevelInfo, "request", a.attrs...)
+		return
 	}
-	path := x.d.Path // the path the client sent, as matched (before any url mapping)
-	attrs := make([]slog.Attr, 0, 11)
-	attrs = append(attrs,
-		slog.String("connection", x.d.connection()),
-		slog.String("method", r.Method),
-		slog.String("host", host),
-		slog.String("path", path),
-		slog.Int("status", x.sw.status),
-		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
-		slog.String("reason", x.d.Reason),
-	)
+	if !h.log.Enabled(context.Background(), slog.LevelInfo) {
+		return
+	}
+	l := h.lines.Begin(end, "request")
+	accessFields(l, r, x, d)
+	l.End()
+}
+
+// accessFields puts an access line's fields, in their documented order.
+func accessFields[L fields[L]](l L, r *http.Request, x *exchange, d time.Duration) {
+	l.Str("connection", x.d.connection())
+	l.Str("method", r.Method)
+	if x.d.Host != "" {
+		l.HostPort("host", x.d.Host, x.d.Port)
+	} else {
+		l.Str("host", r.Host)
+	}
+	l.Str("path", x.d.Path) // the path the client sent, as matched (before any url mapping)
+	l.Int("status", x.sw.status)
+	l.Float("duration_ms", float64(d.Microseconds())/1000)
+	l.Str("reason", x.d.Reason)
 	if x.code != "" {
-		attrs = append(attrs, slog.String("error", x.code))
+		l.Str("error", x.code)
 	}
 	if x.d.Client != "" {
-		attrs = append(attrs, slog.String("client", x.d.Client))
+		l.Str("client", x.d.Client)
 	}
 	if x.tlsFailed {
-		attrs = append(attrs, slog.String("tunnel", "client TLS handshake failed: does the client trust the interception CA?"))
+		l.Str("tunnel", "client TLS handshake failed: does the client trust the interception CA?")
 	}
 	if x.note.Node != "" {
-		attrs = append(attrs, slog.String("node", x.note.Node))
+		l.Str("node", x.note.Node)
 	}
 	if x.note.Retries > 0 {
-		attrs = append(attrs, slog.Int("retries", x.note.Retries))
+		l.Int("retries", x.note.Retries)
 	}
 	if x.note.Replayed {
-		attrs = append(attrs, slog.Bool("replayed_after_401", true))
+		l.Bool("replayed_after_401", true)
 	}
-	h.log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
 }
+
+// fields is what an access line is written to: a logline.Line (the fast
+// path, formatted as slog would) or slog attributes (when the engine was
+// given only a *slog.Logger).
+type fields[L any] interface {
+	Str(k, v string) L
+	HostPort(k, host, port string) L
+	Int(k string, v int) L
+	Float(k string, v float64) L
+	Bool(k string, v bool) L
+}
+
+type attrLine struct{ attrs []slog.Attr }
+
+func (a *attrLine) add(x slog.Attr) *attrLine { a.attrs = append(a.attrs, x); return a }
+func (a *attrLine) Str(k, v string) *attrLine { return a.add(slog.String(k, v)) }
+func (a *attrLine) HostPort(k, host, port string) *attrLine {
+	return a.add(slog.String(k, net.JoinHostPort(host, port)))
+}
+func (a *attrLine) Int(k string, v int) *attrLine       { return a.add(slog.Int(k, v)) }
+func (a *attrLine) Float(k string, v float64) *attrLine { return a.add(slog.Float64(k, v)) }
+func (a *attrLine) Bool(k string, v bool) *attrLine     { return a.add(slog.Bool(k, v)) }
 
 func (d *Decision) connection() string {
 	if d.Route == nil {

@@ -158,7 +158,7 @@ func (p *Pipeline) attempt(route *Route, req *http.Request, note *Note, failed *
 			rt, timeout = route.Transport, route.Timeout
 		}
 		resp, err := rt.RoundTrip(req)
-		return checked(req, resp, err, authority(req.URL.Hostname(), portOf(req.URL)), timeout)
+		return checked(req, resp, err, nil, timeout)
 	}
 	body := reusable(req)
 	var tried []*upstream.Node
@@ -176,7 +176,7 @@ func (p *Pipeline) attempt(route *Route, req *http.Request, note *Note, failed *
 		}
 		note.Node = n.ID()
 		resp, err := n.RoundTrip(route.nodeRT[n.Cluster], req)
-		resp, err = checked(req, resp, err, "node "+n.ID(), route.Timeout)
+		resp, err = checked(req, resp, err, n, route.Timeout)
 		var ue *UpstreamError
 		if err != nil && failed != nil {
 			*failed = append(*failed, n)
@@ -195,17 +195,24 @@ func (p *Pipeline) attempt(route *Route, req *http.Request, note *Note, failed *
 	}
 }
 
-// checked types a round trip's error, and refuses a 101.
-func checked(req *http.Request, resp *http.Response, err error, host string, timeout time.Duration) (*http.Response, error) {
+// checked types a round trip's error, and refuses a 101. node is the node
+// it went through (nil: straight to the upstream).
+func checked(req *http.Request, resp *http.Response, err error, node *upstream.Node, timeout time.Duration) (*http.Response, error) {
+	host := func() string {
+		if node != nil {
+			return "node " + node.ID()
+		}
+		return authority(req.URL.Hostname(), portOf(req.URL))
+	}
 	if err != nil {
-		return nil, classify(req.Context(), err, host, timeout)
+		return nil, classify(req.Context(), err, host(), timeout)
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		// authgress removes Upgrade from requests, so a 101 is a protocol
 		// violation; relaying it would leave the client hanging. Its body
 		// is the raw connection: close it, never read it.
 		_ = resp.Body.Close()
-		return nil, &UpstreamError{Stage: StageReset, Host: host, Err: errSwitchedProtocols}
+		return nil, &UpstreamError{Stage: StageReset, Host: host(), Err: errSwitchedProtocols}
 	}
 	removeHopHeaders(resp.Header)
 	return resp, nil

@@ -14,6 +14,7 @@ import (
 
 	"github.com/authgress/authgress/conf"
 	"github.com/authgress/authgress/intercept"
+	"github.com/authgress/authgress/internal/logline"
 	"github.com/authgress/authgress/tlsprofiles"
 	"github.com/authgress/authgress/tokencache"
 	"github.com/authgress/authgress/upstream"
@@ -26,7 +27,10 @@ type Deps struct {
 	Profiles *tlsprofiles.Set
 	Tokens   *tokencache.Cache
 	Log      *slog.Logger
-	Tracing  bool // spans for proxied requests (the SDK exports them)
+	// AccessLines writes the access lines (one per request) in Log's
+	// format without slog's per-record cost; nil: they go through Log.
+	AccessLines *logline.Writer
+	Tracing     bool // spans for proxied requests (the SDK exports them)
 	// Clusters are the agent nodes connections may go via.
 	Clusters *upstream.Set
 	// Tunnels tracks intercepted tunnels across reloads (nil: a new one).
@@ -95,6 +99,7 @@ func New(ctx context.Context, cfg *conf.Config, d Deps) (*Proxy, error) {
 		limits:     ServerLimits{ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D, IdleTimeout: cfg.Server.IdleTimeout.D, MaxHeaderBytes: cfg.Server.MaxHeaderBytes},
 		log:        d.Log,
 		accessLog:  cfg.Log.Access == nil || *cfg.Log.Access,
+		lines:      d.AccessLines,
 		tracing:    d.Tracing,
 		gp:         newSplicer(d.Log),
 	}

@@ -3,16 +3,19 @@ package tlsprofiles
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/authgress/authgress/conf"
+	"github.com/authgress/authgress/internal/h1"
 	"github.com/authgress/authgress/internal/neterr"
 )
 
@@ -34,7 +37,8 @@ type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 // come back as *neterr.ConnectError, so callers can tell "nothing was sent"
 // from a failure after the request went out.
 func NewTransport(p *Profile, dial DialFunc) *http.Transport {
-	return newTransport(p, dial, []string{"h2", "http/1.1"}, 0)
+	t, _ := newTransport(p, dial, []string{"h2", "http/1.1"}, 0)
+	return t
 }
 
 // NewNodeTransport returns a transport to HTTP forward proxies (agent
@@ -45,13 +49,18 @@ func NewTransport(p *Profile, dial DialFunc) *http.Transport {
 // connections but never answers (a frozen process) is passed over for
 // another as soon as a health check would fail it.
 func NewNodeTransport(p *Profile, connect time.Duration) *http.Transport {
-	t := newTransport(p, nil, []string{"http/1.1"}, connect)
-	t.ForceAttemptHTTP2 = false
-	t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	t, _ := newNodeTransport(p, connect)
 	return t
 }
 
-func newTransport(p *Profile, dial DialFunc, protos []string, connect time.Duration) *http.Transport {
+func newNodeTransport(p *Profile, connect time.Duration) (*http.Transport, *connector) {
+	t, c := newTransport(p, nil, []string{"http/1.1"}, connect)
+	t.ForceAttemptHTTP2 = false
+	t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	return t, c
+}
+
+func newTransport(p *Profile, dial DialFunc, protos []string, connect time.Duration) (*http.Transport, *connector) {
 	if dial == nil {
 		dial = (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext
 	}
@@ -59,7 +68,7 @@ func newTransport(p *Profile, dial DialFunc, protos []string, connect time.Durat
 	if len(cfg.NextProtos) == 0 {
 		cfg.NextProtos = protos
 	}
-	c := connector{dial: dial, tls: cfg, connect: connect}
+	c := &connector{dial: dial, tls: cfg, connect: connect}
 	return &http.Transport{
 		Proxy:                 nil,
 		DialContext:           c.dialTCP,
@@ -71,7 +80,7 @@ func newTransport(p *Profile, dial DialFunc, protos []string, connect time.Durat
 		ExpectContinueTimeout: time.Second,
 		DisableCompression:    true,
 		ForceAttemptHTTP2:     true,
-	}
+	}, c
 }
 
 // connector dials upstream connections and types their failures.
@@ -83,7 +92,7 @@ type connector struct {
 	connect time.Duration
 }
 
-func (c connector) dialTCP(ctx context.Context, network, addr string) (net.Conn, error) {
+func (c *connector) dialTCP(ctx context.Context, network, addr string) (net.Conn, error) {
 	if c.connect > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.connect)
@@ -98,7 +107,7 @@ func (c connector) dialTCP(ctx context.Context, network, addr string) (net.Conn,
 
 // dialTLS dials and completes the TLS handshake within tlsHandshakeTimeout.
 // The server name is the address's host unless the profile overrides it.
-func (c connector) dialTLS(ctx context.Context, network, addr string) (net.Conn, error) {
+func (c *connector) dialTLS(ctx context.Context, network, addr string) (net.Conn, error) {
 	handshake := tlsHandshakeTimeout
 	if c.connect > 0 {
 		var cancel context.CancelFunc
@@ -130,36 +139,153 @@ func (c connector) dialTLS(ctx context.Context, network, addr string) (net.Conn,
 }
 
 // Transport is a profile's upstream transport. After its client identity
-// rotates, new requests go to a fresh http.Transport (new pool, new
-// handshakes); the old one is drained: its connections are closed as they
-// go idle, so no busy keep-alive connection keeps the old identity.
+// rotates, new requests go to fresh pools (new handshakes); the old ones
+// are drained: their connections are closed as they go idle, so no busy
+// keep-alive connection keeps the old identity.
+//
+// An upstream transport (Set.Upstream, Set.Node) sends HTTP/1.1 through
+// the lean client of internal/h1: every plain http:// request, and https://
+// requests to hosts whose ALPN answer was http/1.1 (or none). A host whose
+// TLS handshake settles on h2 is remembered and served by the
+// http.Transport from then on (the handshaken connection is handed to it).
+// Other transports (token endpoints, vaults) and every transport when
+// AUTHGRESS_UPSTREAM_CLIENT=net/http use the http.Transport alone.
 type Transport struct {
 	base *http.Transport
-	cur  atomic.Pointer[http.Transport]
+	dial *connector // base's dialers
+	lean bool       // HTTP/1.1 goes through an h1.Client
+	cur  atomic.Pointer[pools]
 }
 
-func newRotatingTransport(base *http.Transport) *Transport {
-	t := &Transport{base: base}
-	t.cur.Store(base.Clone())
+// pools is one generation of a Transport's connection pools.
+type pools struct {
+	tr *http.Transport
+	h1 *h1.Client // nil: everything goes through tr
+	// h2 holds the hosts whose ALPN chose h2 (they go through tr).
+	h2 sync.Map
+	// handoff holds handshaken h2 connections made by the h1 client, for
+	// tr's next dial to the same address.
+	mu      sync.Mutex
+	handoff map[string][]net.Conn
+}
+
+// leanHTTP1 is off when AUTHGRESS_UPSTREAM_CLIENT=net/http: every upstream
+// request then goes through net/http's Transport, as before the lean client.
+var leanHTTP1 = os.Getenv("AUTHGRESS_UPSTREAM_CLIENT") != "net/http"
+
+func newRotatingTransport(base *http.Transport, dial *connector, lean bool) *Transport {
+	t := &Transport{base: base, dial: dial, lean: lean && leanHTTP1}
+	t.cur.Store(t.newPools())
 	return t
+}
+
+func (t *Transport) newPools() *pools {
+	p := &pools{tr: t.base.Clone()}
+	if !t.lean {
+		return p
+	}
+	p.h1 = h1.New(h1.Config{Dial: t.dial.dialTCP, DialTLS: t.dial.dialTLS,
+		ResponseHeaderTimeout: t.base.ResponseHeaderTimeout, IdleTimeout: t.base.IdleConnTimeout, MaxIdlePerHost: t.base.MaxIdleConnsPerHost})
+	dialTLS := p.tr.DialTLSContext
+	p.tr.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if c := p.take(addr); c != nil {
+			return c, nil
+		}
+		return dialTLS(ctx, network, addr)
+	}
+	return p
 }
 
 // RoundTrip implements http.RoundTripper.
 func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
-	return t.cur.Load().RoundTrip(r)
+	p := t.cur.Load()
+	if p.h1 == nil || (r.URL.Scheme != "http" && r.URL.Scheme != "https") {
+		return p.tr.RoundTrip(r)
+	}
+	if r.URL.Scheme == "https" {
+		if _, ok := p.h2.Load(r.URL.Host); ok {
+			return p.tr.RoundTrip(r)
+		}
+	}
+	resp, err := p.h1.RoundTrip(r)
+	if err == nil {
+		return resp, nil
+	}
+	var pe *h1.ProtocolError
+	if !errors.As(err, &pe) {
+		return nil, err
+	}
+	// The host speaks h2: hand the connection to the http.Transport.
+	p.h2.Store(r.URL.Host, struct{}{})
+	p.give(pe.Addr, pe.Conn)
+	resp, err = p.tr.RoundTrip(r)
+	if c := p.takeConn(pe.Addr, pe.Conn); c != nil {
+		_ = c.Close() // tr had a connection already
+	}
+	return resp, err
 }
 
-// CloseIdleConnections closes the current pool's idle connections.
-func (t *Transport) CloseIdleConnections() { t.cur.Load().CloseIdleConnections() }
+func (p *pools) give(addr string, c net.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.handoff == nil {
+		p.handoff = map[string][]net.Conn{}
+	}
+	p.handoff[addr] = append(p.handoff[addr], c)
+}
 
-// renew starts a new pool and drains the old one.
+// take returns a handed-off connection to addr, if any.
+func (p *pools) take(addr string) net.Conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cs := p.handoff[addr]
+	if len(cs) == 0 {
+		return nil
+	}
+	c := cs[len(cs)-1]
+	if len(cs) == 1 {
+		delete(p.handoff, addr)
+	} else {
+		p.handoff[addr] = cs[:len(cs)-1]
+	}
+	return c
+}
+
+// takeConn removes c from the hand-off list if it is still there.
+func (p *pools) takeConn(addr string, c net.Conn) net.Conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cs := p.handoff[addr]
+	for i, x := range cs {
+		if x == c {
+			p.handoff[addr] = append(cs[:i], cs[i+1:]...)
+			if len(p.handoff[addr]) == 0 {
+				delete(p.handoff, addr)
+			}
+			return c
+		}
+	}
+	return nil
+}
+
+func (p *pools) closeIdle() {
+	p.tr.CloseIdleConnections()
+	if p.h1 != nil {
+		p.h1.CloseIdleConnections()
+	}
+}
+
+// CloseIdleConnections closes the current pools' idle connections.
+func (t *Transport) CloseIdleConnections() { t.cur.Load().closeIdle() }
+
+// renew starts new pools and drains the old ones.
 func (t *Transport) renew() {
-	old := t.cur.Swap(t.base.Clone())
-	old.CloseIdleConnections()
+	old := t.cur.Swap(t.newPools())
+	old.closeIdle()
 	go func() {
 		for _, d := range []time.Duration{time.Second, 5 * time.Second, 30 * time.Second, idleConnTimeout} {
 			time.Sleep(d)
-			old.CloseIdleConnections()
+			old.closeIdle()
 		}
 	}()
 }
@@ -183,9 +309,16 @@ type upstreamKey struct {
 	connect time.Duration // nodes: the bound on dial and handshake
 }
 
+// newProfileTransport is a profile's transport for token endpoints and
+// vaults (net/http's Transport alone).
+func newProfileTransport(p *Profile) *Transport {
+	base, dial := newTransport(p, nil, []string{"h2", "http/1.1"}, 0)
+	return newRotatingTransport(base, dial, false)
+}
+
 // NewSet returns an empty set (its default transport uses system trust).
 func NewSet() *Set {
-	return &Set{profiles: map[string]*Profile{}, transports: map[string]*Transport{}, def: newRotatingTransport(NewTransport(nil, nil)),
+	return &Set{profiles: map[string]*Profile{}, transports: map[string]*Transport{}, def: newProfileTransport(nil),
 		upstream: map[upstreamKey]*Transport{}}
 }
 
@@ -196,7 +329,7 @@ func (s *Set) Add(ctx context.Context, name string, p *conf.Profile, resolve Res
 		return err
 	}
 	s.profiles[name] = prof
-	s.transports[name] = newRotatingTransport(NewTransport(prof, nil))
+	s.transports[name] = newProfileTransport(prof)
 	return nil
 }
 
@@ -244,9 +377,10 @@ func (s *Set) Upstream(name string, timeout time.Duration) *Transport {
 	if t, ok := s.upstream[k]; ok {
 		return t
 	}
-	base := s.Transport(name).base.Clone()
+	pt := s.Transport(name)
+	base := pt.base.Clone()
 	base.ResponseHeaderTimeout = timeout
-	t := newRotatingTransport(base)
+	t := newRotatingTransport(base, pt.dial, true)
 	s.upstream[k] = t
 	return t
 }
@@ -264,9 +398,9 @@ func (s *Set) Node(name string, timeout, connect time.Duration) *Transport {
 		return t
 	}
 	p := s.profiles[name] // nil for "": system roots, no client certificate
-	base := NewNodeTransport(p, connect)
+	base, dial := newNodeTransport(p, connect)
 	base.ResponseHeaderTimeout = timeout
-	t := newRotatingTransport(base)
+	t := newRotatingTransport(base, dial, true)
 	s.upstream[k] = t
 	return t
 }

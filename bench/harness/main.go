@@ -29,8 +29,11 @@ var (
 	conns    = flag.Int("c", 64, "wrk connections")
 	threads  = flag.Int("t", 2, "wrk threads")
 	work     = flag.String("work", "", "work directory (default: a temp dir)")
-	only     = flag.String("only", "", "comma-separated sections to run: plain,mtls,intercept,latency,tokens,scale (default all)")
+	only     = flag.String("only", "", "comma-separated sections to run: plain,mtls,reverse,intercept,latency,tokens,scale (default all)")
 	out      = flag.String("out", "", "also write the report (markdown) to this file")
+	abEnv    = flag.String("ab-env", "", "A/B: the plain section adds a row for an authgress (access log on) run with this extra environment, e.g. GOGC=200")
+	abBin    = flag.String("ab-bin", "", "A/B: the plain section adds a row for this authgress binary (access log on), e.g. one built from the previous commit")
+	profile  = flag.String("profile", "", "write CPU profiles of the authgress rows (first round) to this directory")
 )
 
 func main() {
@@ -101,6 +104,11 @@ func (h *harness) run() error {
 			return err
 		}
 	}
+	if want("reverse") {
+		if err := h.reverseRows(); err != nil {
+			return err
+		}
+	}
 	if want("intercept") {
 		if err := h.interceptRows(); err != nil {
 			return err
@@ -133,7 +141,7 @@ func (h *harness) build() error {
 		return err
 	}
 	for name, pkg := range map[string]string{"authgress": "./cmd/authgress", "goproxy-bare": "./bench/goproxy-bare",
-		"tokenserver": "./bench/tokenserver", "idleconns": "./bench/idleconns", "tunnelload": "./bench/tunnelload"} {
+		"tokenserver": "./bench/tokenserver", "idleconns": "./bench/idleconns", "tunnelload": "./bench/tunnelload", "reverse-bare": "./bench/reverse-bare"} {
 		bin := filepath.Join(h.dir, name)
 		cmd := exec.Command("go", "build", "-o", bin, pkg)
 		cmd.Dir, cmd.Stdout, cmd.Stderr = root, os.Stderr, os.Stderr
@@ -421,7 +429,14 @@ func (h *harness) measure(rows []*row, c, t int) error {
 	}
 	for i := 0; i < *rounds; i++ {
 		for _, r := range rows {
+			var prof chan struct{}
+			if i == 0 {
+				prof = h.cpuProfile(r, c)
+			}
 			res, err := h.load(r, r.pid, c, t, *duration)
+			if prof != nil {
+				<-prof
+			}
 			if err != nil {
 				return err
 			}
@@ -432,10 +447,49 @@ func (h *harness) measure(rows []*row, c, t int) error {
 	return nil
 }
 
+// pprofAddr maps an authgress process to its AUTHGRESS_PPROF address.
+var pprofAddr = map[int]string{}
+
+// cpuProfile takes a CPU profile of r's process over most of one
+// measurement when -profile is set and the process serves pprof; the
+// channel closes when the profile is written (nil: none taken).
+func (h *harness) cpuProfile(r *row, c int) chan struct{} {
+	addr := pprofAddr[r.pid]
+	if *profile == "" || addr == "" {
+		return nil
+	}
+	_ = os.MkdirAll(*profile, 0o755)
+	secs := max(int(duration.Seconds())-1, 1)
+	name := strings.NewReplacer(" ", "-", ",", "", "/", "-", ":", "").Replace(r.name)
+	path := filepath.Join(*profile, fmt.Sprintf("%s-c%d.prof", name, c))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		time.Sleep(300 * time.Millisecond)
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "profile:", err)
+			return
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(path)
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		_, _ = io.Copy(f, resp.Body)
+		fmt.Fprintln(os.Stderr, "  profile:", path)
+	}()
+	return done
+}
+
 // table prints medians and ratios; base is the direct row (may be nil), floor
 // the goproxy-bare row.
-func (h *harness) table(rows []*row, base, floor *row) {
-	h.printf("| row | req/s | p50 ms | p99 ms | proxy CPU µs/req | req/s ÷ direct | req/s ÷ goproxy-bare | CPU ÷ goproxy-bare | p50 − goproxy-bare (ms) | errors |\n")
+func (h *harness) table(rows []*row, base, floor *row) { h.tableVs(rows, base, floor, "goproxy-bare") }
+
+// tableVs is table with the floor row named floorName in the headings.
+func (h *harness) tableVs(rows []*row, base, floor *row, floorName string) {
+	h.printf("| row | req/s | p50 ms | p99 ms | proxy CPU µs/req | req/s ÷ direct | req/s ÷ %[1]s | CPU ÷ %[1]s | p50 − %[1]s (ms) | errors |\n", floorName)
 	h.printf("|---|---|---|---|---|---|---|---|---|---|\n")
 	rps := func(x result) float64 { return x.rps }
 	p50 := func(x result) float64 { return x.p50 }

@@ -29,6 +29,10 @@ const (
 	agLog        = "127.0.0.1:18100" // authgress, access log on (the default)
 	agNoLog      = "127.0.0.1:18101" // authgress, access log off
 	agIntercept  = "127.0.0.1:18102" // authgress with [intercept], access log off
+	agRevLog     = "127.0.0.1:18103" // authgress's reverse listener to upPlain, access log on
+	agRevNoLog   = "127.0.0.1:18104" // the same, access log off
+	revBare      = "127.0.0.1:18092" // httputil.ReverseProxy to upPlain with a buffer pool
+	agAB         = "127.0.0.1:18105" // authgress, access log on, with -ab-env
 	tokenAddr    = "127.0.0.1:18400" // token endpoint, 1 h tokens
 )
 
@@ -165,15 +169,31 @@ profile = "mtls"
 %s`, listen, access, tokenURL, p.ca, p.clientCert, p.clientKey, upPlain, upMTLS, extra)
 }
 
+// reverseConn is a connection with a reverse listener on listen to the
+// plain upstream.
+func reverseConn(listen string) string {
+	return fmt.Sprintf("\n[connections.rev]\nlisten = %q\nurl = \"http://%s/\"\ncredential = \"api\"\nallow_insecure = true\n", listen, upPlain)
+}
+
 // authgress starts an authgress process with config; it returns its pid.
-func (h *harness) authgress(name, config string) (int, error) {
+// With -profile, each serves pprof on a port of its own (18600 and up).
+func (h *harness) authgress(name, config string, extraEnv ...string) (int, error) {
 	path := filepath.Join(h.dir, name+".toml")
 	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
 		return 0, err
 	}
-	cmd, err := h.start(name, []string{h.bins["authgress"], "run", "--config", path}, "BENCH_CLIENT_ID=bench", "BENCH_CLIENT_SECRET=bench-secret")
+	env := append([]string{"BENCH_CLIENT_ID=bench", "BENCH_CLIENT_SECRET=bench-secret"}, extraEnv...)
+	addr := ""
+	if *profile != "" {
+		addr = fmt.Sprintf("127.0.0.1:%d", 18600+len(pprofAddr))
+		env = append(env, "AUTHGRESS_PPROF="+addr)
+	}
+	cmd, err := h.start(name, []string{h.bins["authgress"], "run", "--config", path}, env...)
 	if err != nil {
 		return 0, err
+	}
+	if addr != "" {
+		pprofAddr[cmd.Process.Pid] = addr
 	}
 	return cmd.Process.Pid, nil
 }
@@ -211,6 +231,7 @@ func (h *harness) startPeers(p pkiFiles) error {
 	for name, args := range map[string][]string{
 		"goproxy-bare":      {h.bins["goproxy-bare"], "-listen", gpBare},
 		"goproxy-bare-mtls": {h.bins["goproxy-bare"], "-listen", gpBareMTLS, "-cert", p.clientCert, "-key", p.clientKey, "-ca", p.ca},
+		"reverse-bare":      {h.bins["reverse-bare"], "-listen", revBare, "-upstream", "http://" + upPlain},
 	} {
 		cmd, err := h.start(name, args)
 		if err != nil {
@@ -218,11 +239,22 @@ func (h *harness) startPeers(p pkiFiles) error {
 		}
 		pids[name] = cmd.Process.Pid
 	}
-	if pids["authgress"], err = h.authgress("authgress", authgressConfig(agLog, "http://"+tokenAddr+"/token", p, true, "")); err != nil {
+	if pids["authgress"], err = h.authgress("authgress", authgressConfig(agLog, "http://"+tokenAddr+"/token", p, true, reverseConn(agRevLog))); err != nil {
 		return err
 	}
-	if pids["authgress-nolog"], err = h.authgress("authgress-nolog", authgressConfig(agNoLog, "http://"+tokenAddr+"/token", p, false, "")); err != nil {
+	if pids["authgress-nolog"], err = h.authgress("authgress-nolog", authgressConfig(agNoLog, "http://"+tokenAddr+"/token", p, false, reverseConn(agRevNoLog))); err != nil {
 		return err
+	}
+	if *abEnv != "" || *abBin != "" {
+		bin := h.bins["authgress"]
+		if *abBin != "" {
+			h.bins["authgress"] = *abBin
+		}
+		pids["authgress-ab"], err = h.authgress("authgress-ab", authgressConfig(agAB, "http://"+tokenAddr+"/token", p, true, ""), strings.Fields(*abEnv)...)
+		h.bins["authgress"] = bin
+		if err != nil {
+			return err
+		}
 	}
 	if pids["squid"], err = h.squid(); err != nil {
 		return err
@@ -238,6 +270,9 @@ func (h *harness) startPeers(p pkiFiles) error {
 		{"http://" + upMTLS + "/", "http://" + agLog},
 		{"http://" + upPlain + "/", "http://" + agNoLog},
 		{"http://" + upPlain + "/", "http://" + squidAddr},
+		{"http://" + revBare + "/", ""},
+		{"http://" + agRevLog + "/", ""},
+		{"http://" + agRevNoLog + "/", ""},
 	}
 	for _, c := range checks {
 		if err := waitHTTP(c.target, c.proxy); err != nil {

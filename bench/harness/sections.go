@@ -51,6 +51,13 @@ func (h *harness) plainRows() error {
 		{name: "nginx reverse, static header", target: "http://" + nginxRev + "/", pid: pids["nginx-reverse"]},
 		{name: "squid forward, static header", target: target, proxy: "http://" + squidAddr, pid: pids["squid"]},
 	}
+	if *abEnv != "" || *abBin != "" {
+		name := "authgress, " + *abEnv
+		if *abBin != "" {
+			name = strings.TrimSpace(name + " " + filepath.Base(*abBin))
+		}
+		rows = append(rows[:2], append([]*row{{name: name, target: target, proxy: "http://" + agAB, pid: pids["authgress-ab"]}}, rows[2:]...)...)
+	}
 	if err := h.measure(rows, *conns, *threads); err != nil {
 		return err
 	}
@@ -73,6 +80,26 @@ func (h *harness) mtlsRows() error {
 		return err
 	}
 	h.table(rows, nil, floor)
+	return nil
+}
+
+// reverseRows: authgress's reverse listener against a bare
+// httputil.ReverseProxy (with a buffer pool), both to the plain upstream.
+func (h *harness) reverseRows() error {
+	h.printf("## Reverse listener (plain HTTP upstream), c=%d\n\n", *conns)
+	h.printf("wrk sends origin-form requests straight to each listener. The floor is `bench/reverse-bare`: net/http's `httputil.ReverseProxy` with a buffer pool and a static `Authorization`.\n\n")
+	target := "/"
+	floor := &row{name: "httputil.ReverseProxy bare", target: "http://" + revBare + target, pid: pids["reverse-bare"]}
+	rows := []*row{
+		{name: "authgress reverse listener", target: "http://" + agRevLog + target, pid: pids["authgress"]},
+		{name: "authgress reverse, access log off", target: "http://" + agRevNoLog + target, pid: pids["authgress-nolog"]},
+		floor,
+		{name: "nginx reverse, static header", target: "http://" + nginxRev + target, pid: pids["nginx-reverse"]},
+	}
+	if err := h.measure(rows, *conns, *threads); err != nil {
+		return err
+	}
+	h.tableVs(rows, nil, floor, "bare ReverseProxy")
 	return nil
 }
 

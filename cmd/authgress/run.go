@@ -12,6 +12,7 @@ import (
 
 	"github.com/authgress/authgress/conf"
 	"github.com/authgress/authgress/engine"
+	"github.com/authgress/authgress/internal/logline"
 	"github.com/authgress/authgress/internal/telemetry"
 )
 
@@ -66,7 +67,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		log.Error("cannot set up telemetry", "error", err.Error())
 		return exitProblem
 	}
-	eng, err := engine.New(ctx, cfg, engine.Options{Log: log, Tracing: tel.Tracing, Metrics: tel.Metrics, Version: version})
+	eng, err := engine.New(ctx, cfg, engine.Options{Log: log, AccessLines: logline.New(lw, cfg.Log.Format == "json"),
+		Tracing: tel.Tracing, Metrics: tel.Metrics, Version: version})
 	if err != nil {
 		log.Error("cannot start", "error", err.Error())
 		return exitProblem
@@ -80,6 +82,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if a := eng.AdminAddr(); a != "" {
 		log.Info("admin listening", "addr", a)
 	}
+	servePprof(log)
 	log.Info("listening", "addr", eng.ProxyAddr(), "connections", len(eng.Routes()), "intercept", cfg.Intercept != nil, "version", version, "tracing", tel.Tracing)
 
 	for done := false; !done; {
