@@ -181,9 +181,17 @@ authorize_url = "%[1]s/auth"
 token_url = %[2]q
 scopes = ["openid", "offline_access", "api:read"]
 
+[credentials.users_public]
+grant = "authorization_code"
+client_auth = "none"
+client_id = "user-app-public"
+authorize_url = "%[1]s/auth"
+token_url = %[2]q
+scopes = ["openid", "offline_access", "api:read"]
+
 [broker]
 listen = "127.0.0.1:%[3]d"
-clients = [ { name = "flows", key = { env = "BROKER_KEY" }, credentials = ["app", "users"] },
+clients = [ { name = "flows", key = { env = "BROKER_KEY" }, credentials = ["app", "users", "users_public"] },
             { name = "reports", key = { env = "OTHER_KEY" }, credentials = ["app"] } ]
 allowed_redirects = ["https://app.example.com/"]
 
@@ -336,4 +344,35 @@ func basic(user, pass string) string {
 	req, _ := http.NewRequest("GET", "http://x/", nil)
 	req.SetBasicAuth(user, pass)
 	return strings.TrimPrefix(req.Header.Get("Authorization"), "Basic ")
+}
+
+// TestBrokerPublicClient: client_auth = "none" — a public client whose
+// code only PKCE protects: the login completes without any secret, and
+// the stored token refreshes.
+func TestBrokerPublicClient(t *testing.T) {
+	s := startBrokerSetup(t, 4)
+	b := s.broker
+	next := b.Login(s.idp, "users_public", "dora", "https://app.example.com/", false)
+	if next.Query().Get("status") != "0" {
+		t.Fatalf("public client login went to %s", next)
+	}
+	_, m := b.UserToken("users_public", "dora")
+	first, _ := m["access_token"].(string)
+	seenTokens.Store(first, true)
+	if info := s.idp.IntrospectFull(first); info["active"] != true || info["sub"] != "dora" || info["client_id"] != "user-app-public" {
+		t.Fatalf("introspection: %v", info)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, m := b.UserToken("users_public", "dora")
+		if v, _ := m["access_token"].(string); v != "" && v != first {
+			seenTokens.Store(v, true)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no refresh of a 4 s token in 10 s: %v", m)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	assertNoCanary(t, "authgress output", s.a.out.String())
 }
