@@ -129,6 +129,7 @@ func (h *harness) interceptRows() error {
 	if err := waitHTTP("http://"+upMTLS+"/", "http://"+agIntercept); err != nil {
 		return err
 	}
+	rssStart := rssKB(pid)
 	plain := &row{name: "plain http:// (absolute URI)", target: "http://" + upMTLS + "/", proxy: "http://" + agIntercept, pid: pid, tunnelload: true, ca: ca}
 	rows := []*row{
 		plain,
@@ -151,7 +152,55 @@ func (h *harness) interceptRows() error {
 			r.med(rps)/plain.med(rps), r.med(cpu)/plain.med(cpu), errs)
 	}
 	h.printf("\n")
+	return h.heldTunnels(pid, ca, rssStart)
+}
+
+// heldTunnels: RSS of the intercepting authgress while it holds 1,000
+// intercepted tunnels, each with its TLS handshake and one request done and
+// kept alive, against its RSS just before they were opened.
+func (h *harness) heldTunnels(pid int, ca string, rssStart int) error {
+	const n = 1000
+	time.Sleep(2 * time.Second) // let the load rows' connections close
+	before := rssKB(pid)
+	cmd := exec.Command(h.bins["tunnelload"], "-proxy", agIntercept, "-target", "https://"+upMTLS+"/", "-ca", ca,
+		"-c", strconv.Itoa(n), "-hold", "5s")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	opened, failed, holding, held := 0, 0, 0, 0
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		if _, err := fmt.Sscanf(sc.Text(), "open=%d failed=%d", &opened, &failed); err == nil {
+			time.Sleep(2 * time.Second)
+			holding = rssKB(pid)
+			held = openSockets(pid)
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		return fmt.Errorf("tunnelload -hold: %v", err)
+	}
+	h.printf("| intercepted tunnels held (TLS done, one request each, kept alive) | failed | authgress sockets while held | RSS at start | RSS before opening them | RSS holding them | per tunnel |\n|---|---|---|---|---|---|---|\n")
+	h.printf("| %d | %d | %d | %.1f MiB | %.1f MiB | %.1f MiB | %.1f KiB |\n\n", opened, failed, held, float64(rssStart)/1024, float64(before)/1024,
+		float64(holding)/1024, float64(holding-before)/float64(max(opened, 1)))
 	return nil
+}
+
+// openSockets counts the sockets a process has open.
+func openSockets(pid int) int {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	entries, _ := os.ReadDir(dir)
+	n := 0
+	for _, e := range entries {
+		if l, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && strings.HasPrefix(l, "socket:") {
+			n++
+		}
+	}
+	return n
 }
 
 func (h *harness) latencyRows() error {

@@ -5,7 +5,13 @@
 // for both, so the two rows compare the proxy, not the load generators. wrk
 // cannot send CONNECT. Prints one line: requests=N rps=X p50=ms p99=ms errors=E.
 //
+// With -hold, it instead opens c connections (tunnels), sends one request on
+// each, prints "open=N failed=F" once all are done, and keeps them open (idle,
+// kept alive) for the hold duration before closing them: the proxy's memory
+// per held tunnel is measured from outside meanwhile.
+//
 //	tunnelload -proxy 127.0.0.1:18102 -target https://127.0.0.1:18443/ -ca ca.pem -c 64 -d 5s
+//	tunnelload -proxy 127.0.0.1:18102 -target https://127.0.0.1:18443/ -ca ca.pem -c 1000 -hold 3s
 package main
 
 import (
@@ -29,6 +35,7 @@ func main() {
 	caFile := flag.String("ca", "", "PEM roots for https targets")
 	c := flag.Int("c", 64, "connections")
 	d := flag.Duration("d", 5*time.Second, "duration")
+	hold := flag.Duration("hold", 0, "open -c tunnels, one request each, and hold them this long (no load)")
 	flag.Parse()
 	roots := x509.NewCertPool()
 	if *caFile != "" {
@@ -42,6 +49,10 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
+	}
+	if *hold > 0 {
+		holdOpen(pu, roots, *target, *c, *hold)
+		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *d)
 	defer cancel()
@@ -96,4 +107,56 @@ func main() {
 		return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000
 	}
 	fmt.Printf("requests=%d rps=%.1f p50=%.3f p99=%.3f errors=%d\n", len(lat), float64(len(lat))/elapsed.Seconds(), pct(0.50), pct(0.99), errors)
+}
+
+// holdOpen opens n connections through the proxy (at most 50 handshakes at
+// a time), one request on each, and holds them idle for hold.
+func holdOpen(pu *url.URL, roots *x509.CertPool, target string, n int, hold time.Duration) {
+	var (
+		mu           sync.Mutex
+		wg           sync.WaitGroup
+		open, failed int
+		transports   []*http.Transport
+		sem          = make(chan struct{}, 50)
+	)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			tr := &http.Transport{Proxy: http.ProxyURL(pu), TLSClientConfig: &tls.Config{RootCAs: roots},
+				MaxIdleConnsPerHost: 1, DisableCompression: true}
+			ok := false
+			if resp, err := tr.RoundTrip(mustGet(target)); err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				ok = resp.StatusCode == 200
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if ok {
+				open++
+				transports = append(transports, tr) // its idle connection stays open
+			} else {
+				failed++
+				tr.CloseIdleConnections()
+			}
+		}()
+	}
+	wg.Wait()
+	fmt.Printf("open=%d failed=%d\n", open, failed)
+	time.Sleep(hold)
+	for _, tr := range transports {
+		tr.CloseIdleConnections()
+	}
+}
+
+func mustGet(target string) *http.Request {
+	req, err := http.NewRequest("GET", target, nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	return req
 }
