@@ -236,6 +236,7 @@ func tokenCount(addr string) (int, error) {
 func (h *harness) tokenLoad() error {
 	h.printf("## Token endpoint load\n\n")
 	h.printf("| token lifetime | clients | proxied requests | token requests | per 100,000 requests | lifetime-driven expectation |\n|---|---|---|---|---|---|\n")
+	ttlPids := map[int]int{}
 	for i, ttl := range []int{2, 10} {
 		addr := fmt.Sprintf("127.0.0.1:%d", 18410+i)
 		if _, err := h.start(fmt.Sprintf("tokenserver-%ds", ttl), []string{h.bins["tokenserver"], "-listen", addr, "-ttl", strconv.Itoa(ttl)}); err != nil {
@@ -246,7 +247,7 @@ func (h *harness) tokenLoad() error {
 		if err != nil {
 			return err
 		}
-		_ = pid
+		ttlPids[ttl] = pid
 		if err := waitHTTP("http://"+upPlain+"/", "http://"+listen); err != nil {
 			return err
 		}
@@ -263,6 +264,59 @@ func (h *harness) tokenLoad() error {
 		n := after - before
 		expect := d.Seconds() / (0.775 * float64(ttl))
 		h.printf("| %d s | 256 | %.0f | %d | %.1f | about %.0f (one per ~%.1f s) |\n", ttl, res.requests, n, float64(n)/res.requests*100000, expect, 0.775*float64(ttl))
+	}
+	h.printf("\n")
+	return h.refreshLatency(ttlPids[2])
+}
+
+// refreshLatency: the plain forward path at c=64 while the token refreshes
+// every ~1.6 s (2 s lifetime) against the same config with a 300 s token
+// (no refresh during the run), interleaved; the goal is p99 within
+// ±10%.
+func (h *harness) refreshLatency(pid2 int) error {
+	const long = 300
+	addr := "127.0.0.1:18412"
+	if _, err := h.start("tokenserver-300s", []string{h.bins["tokenserver"], "-listen", addr, "-ttl", strconv.Itoa(long)}); err != nil {
+		return err
+	}
+	listen := "127.0.0.1:18122"
+	pid, err := h.authgress("authgress-ttl300", authgressConfig(listen, "http://"+addr+"/token", pkiFilesFrom(h.dir), false, ""))
+	if err != nil {
+		return err
+	}
+	if err := waitHTTP("http://"+upPlain+"/", "http://"+listen); err != nil {
+		return err
+	}
+	short, longRow := &row{name: "2 s token", target: "http://" + upPlain + "/", proxy: "http://127.0.0.1:18120", pid: pid2},
+		&row{name: "300 s token", target: "http://" + upPlain + "/", proxy: "http://" + listen, pid: pid}
+	b2, _ := tokenCount("127.0.0.1:18410")
+	b300, _ := tokenCount(addr)
+	t0 := time.Now()
+	if err := h.measure([]*row{short, longRow}, *conns, *threads); err != nil {
+		return err
+	}
+	span := time.Since(t0).Seconds()
+	a2, _ := tokenCount("127.0.0.1:18410")
+	a300, _ := tokenCount(addr)
+	h.printf("Latency while the token refreshes: the same authgress config (access log off) against a token endpoint issuing 2 s tokens and one issuing %d s tokens, c=%d, interleaved (%d rounds of %s, medians). Token requests are counted over the whole comparison (%.0f s, warm-ups included).\n\n", long, *conns, *rounds, *duration, span)
+	h.printf("| token lifetime | req/s | p50 ms | p99 ms | proxy CPU µs/req | p99 ÷ %d s row | token requests | per-round p99 ms | errors |\n|---|---|---|---|---|---|---|---|---|\n", long)
+	rps := func(x result) float64 { return x.rps }
+	p50 := func(x result) float64 { return x.p50 }
+	p99 := func(x result) float64 { return x.p99 }
+	cpu := func(x result) float64 { return x.cpuPerReq }
+	for i, r := range []*row{short, longRow} {
+		n := a2 - b2
+		if i == 1 {
+			n = a300 - b300
+		}
+		var per []string
+		errs := ""
+		for _, x := range r.results {
+			per = append(per, fmt.Sprintf("%.2f", x.p99))
+			errs = strings.TrimSpace(errs + " " + x.errors)
+		}
+		h.printf("| %s | %.0f | %.3f | %.2f | %.1f | %.2f | %d | %s | %s |\n", r.name, r.med(rps), r.med(p50), r.med(p99), r.med(cpu),
+			r.med(p99)/longRow.med(p99), n, strings.Join(per, ", "), errs)
 	}
 	h.printf("\n")
 	return nil
