@@ -244,8 +244,12 @@ func (s *Slot) logFetch(tok *Token, err error, took time.Duration) {
 			"retry_in_s", math.Round(s.retryAfter().Seconds()*10)/10, "duration_ms", took.Milliseconds())
 		return
 	}
-	s.log.Info("token fetched", "credential", s.Name, "user", s.User, "scope", tok.Scope,
-		"expires_in_s", int(tok.ExpiresAt.Sub(tok.FetchedAt).Seconds()), "duration_ms", took.Milliseconds())
+	attrs := []any{"credential", s.Name}
+	if s.User != "" {
+		attrs = append(attrs, "user", s.User)
+	}
+	s.log.Info("token fetched", append(attrs, "scope", tok.Scope,
+		"expires_in_s", int(tok.ExpiresAt.Sub(tok.FetchedAt).Seconds()), "duration_ms", took.Milliseconds())...)
 }
 
 // KeepFresh fetches a token now and keeps one fresh until ctx ends, so the
