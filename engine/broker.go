@@ -73,7 +73,7 @@ func (b brokerBackend) ServerToken(ctx context.Context, name string, scopes []st
 }
 
 func (b brokerBackend) delegated(name string) (*tokencache.Delegated, error) {
-	d := b.e.cur.Load().delegated[name]
+	d := b.e.cur.Load().proxy.Delegated[name]
 	if d == nil {
 		return nil, fmt.Errorf("credential %q is not an authorization_code credential", name)
 	}

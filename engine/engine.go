@@ -195,7 +195,7 @@ func (e *Engine) Reload(ctx context.Context) error {
 			keep[r.Token.Key] = true
 		}
 	}
-	for _, d := range g.delegated {
+	for _, d := range g.proxy.Delegated {
 		keep[d.Key()] = true
 	}
 	e.tokens.Retain(keep)

@@ -32,11 +32,8 @@ type generation struct {
 	// adminUsers are [server.admin_auth]'s users (nil: the admin listener
 	// is open).
 	adminUsers *dashboard.Users
-	// delegated are the user-token stores of the authorization_code
-	// credentials, by credential name.
-	delegated map[string]*tokencache.Delegated
-	broker    *broker.Broker     // nil: no [broker]
-	stop      context.CancelFunc // ends the background work
+	broker     *broker.Broker     // nil: no [broker]
+	stop       context.CancelFunc // ends the background work
 }
 
 func (e *Engine) build(ctx context.Context, cfg *conf.Config) (*generation, error) {
@@ -72,14 +69,6 @@ func (e *Engine) build(ctx context.Context, cfg *conf.Config) (*generation, erro
 	if cfg.Server.TLS != nil {
 		if g.serverTLS, err = tlsprofiles.NewServer(cfg.Server.TLS); err != nil {
 			return nil, err
-		}
-	}
-	g.delegated = map[string]*tokencache.Delegated{}
-	for _, name := range sortedNames(cfg.Credentials) {
-		if cfg.Credentials[name].Delegated() {
-			if g.delegated[name], err = proxy.DelegatedCredential(ctx, cfg, name, vaults, profiles, e.tokens); err != nil {
-				return nil, err
-			}
 		}
 	}
 	if err := e.buildBroker(ctx, g); err != nil {

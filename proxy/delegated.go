@@ -2,8 +2,6 @@ package proxy
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net/url"
 
@@ -22,26 +20,9 @@ func DelegatedCredential(ctx context.Context, cfg *conf.Config, name string, vau
 	if !ok || !cred.Delegated() {
 		return nil, fmt.Errorf("credential %q is not an authorization_code credential", name)
 	}
-	var secrets tokencache.Secrets
-	if cred.Vault != "" {
-		s, ok := vaults[cred.Vault]
-		if !ok {
-			return nil, fmt.Errorf("credential %q: vault %q is not defined", name, cred.Vault)
-		}
-		secrets = s
-	}
-	params := sortedParams(cred.Params)
-	def := fmt.Sprintf("%+v|%+v|%+v", *cred, cfg.Vaults[cred.Vault], cfg.Profiles[cred.Profile])
-	sum := sha256.Sum256([]byte(def))
-	key := tokencache.Key(name, hex.EncodeToString(sum[:]), cred.Scopes, params)
-	base := tokencache.Request{TokenURL: cred.TokenURL, Scopes: cred.Scopes, Params: params, ClientAuth: cred.ClientAuth,
-		ClientID: cred.ClientID, DefaultTTL: cred.DefaultTTL.D}
-	if cred.ClientAuth == conf.AuthPrivateKeyJWT {
-		signer, err := credentialSigner(ctx, vaults, cred)
-		if err != nil {
-			return nil, fmt.Errorf("credentials.%s.signing_key: %w", name, err)
-		}
-		base.Signer = signer
+	key, secrets, base, err := credentialRequest(ctx, cfg, name, cred.Scopes, vaults)
+	if err != nil {
+		return nil, err
 	}
 	return tokens.Delegated(key, name, tokencache.DelegatedConfig{
 		Client: tokencache.NewClient(profiles.Transport(cred.Profile)), Secrets: secrets, VaultID: cred.ID, Base: base,

@@ -49,6 +49,9 @@ type Proxy struct {
 	Routes    []*Route
 	Handler   *Handler
 	Intercept *intercept.Authority // nil: no interception
+	// Delegated are the user-token stores of the authorization_code
+	// credentials (the broker's too, not only the connections'), by name.
+	Delegated map[string]*tokencache.Delegated
 }
 
 // New builds the proxy from a validated config. Secret references used by
@@ -58,7 +61,16 @@ func New(ctx context.Context, cfg *conf.Config, d Deps) (*Proxy, error) {
 	if d.Stats == nil {
 		d.Stats = NewStatsSet()
 	}
-	routes, err := buildRoutes(ctx, cfg, d.Vaults, d.Profiles, d.Tokens, d.Clusters, d.Stats)
+	var err error
+	delegated := map[string]*tokencache.Delegated{}
+	for name, cred := range cfg.Credentials {
+		if cred.Delegated() {
+			if delegated[name], err = DelegatedCredential(ctx, cfg, name, d.Vaults, d.Profiles, d.Tokens); err != nil {
+				return nil, err
+			}
+		}
+	}
+	routes, err := buildRoutes(ctx, cfg, d.Vaults, d.Profiles, d.Tokens, d.Clusters, d.Stats, delegated)
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +124,7 @@ func New(ctx context.Context, cfg *conf.Config, d Deps) (*Proxy, error) {
 			h.reverse[r.Name] = r
 		}
 	}
-	return &Proxy{Routes: routes, Handler: h, Intercept: ca}, nil
+	return &Proxy{Routes: routes, Handler: h, Intercept: ca, Delegated: delegated}, nil
 }
 
 func loadAuthority(ctx context.Context, ic *conf.Intercept, vaults vault.Set) (*intercept.Authority, error) {

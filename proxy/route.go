@@ -98,7 +98,7 @@ func (r *Route) loginRequired(user, msg string) *Failure {
 
 // buildRoutes turns the connections into routes, creating one token slot
 // per (credential, effective scopes, params).
-func buildRoutes(ctx context.Context, cfg *conf.Config, vaults vault.Set, profiles *tlsprofiles.Set, tokens *tokencache.Cache, clusters *upstream.Set, stats *StatsSet) ([]*Route, error) {
+func buildRoutes(ctx context.Context, cfg *conf.Config, vaults vault.Set, profiles *tlsprofiles.Set, tokens *tokencache.Cache, clusters *upstream.Set, stats *StatsSet, delegated map[string]*tokencache.Delegated) ([]*Route, error) {
 	var routes []*Route
 	names := make([]string, 0, len(cfg.Connections))
 	for n := range cfg.Connections {
@@ -129,11 +129,8 @@ func buildRoutes(ctx context.Context, cfg *conf.Config, vaults vault.Set, profil
 				r.nodeRT[n.Cluster] = profiles.Node(cl.Profile, c.Timeout.D, cl.ConnectTimeout())
 			}
 		}
-		if c.Credential != "" && cfg.Credentials[c.Credential].Delegated() {
-			if r.Delegated, err = DelegatedCredential(ctx, cfg, c.Credential, vaults, profiles, tokens); err != nil {
-				return nil, err
-			}
-			r.LoginURL = LoginURL(cfg, c.Credential)
+		if d := delegated[c.Credential]; d != nil {
+			r.Delegated, r.LoginURL = d, LoginURL(cfg, c.Credential)
 		} else if c.Credential != "" {
 			scopes := cfg.Credentials[c.Credential].Scopes
 			if c.Scopes != nil {
@@ -163,11 +160,26 @@ func CredentialSource(ctx context.Context, cfg *conf.Config, name string, scopes
 	if !ok {
 		return "", nil, fmt.Errorf("credential %q is not defined", name)
 	}
-	var secrets tokencache.Secrets // nil (not a nil *vault.Cached) without a vault
+	key, secrets, req, err := credentialRequest(ctx, cfg, name, scopes, vaults)
+	if err != nil {
+		return "", nil, err
+	}
+	client := tokencache.NewClient(profiles.Transport(cred.Profile))
+	return key, tokencache.ClientCredentials(client, secrets, cred.ID, req), nil
+}
+
+// credentialRequest is what every token request of a credential shares:
+// its cache key for scopes (covering the credential's, its vault's and its
+// profile's definitions and the params), its vault (nil without one: not
+// a nil *vault.Cached), and the request's fixed part, with the
+// private_key_jwt signer resolved and parsed.
+func credentialRequest(ctx context.Context, cfg *conf.Config, name string, scopes []string, vaults vault.Set) (string, tokencache.Secrets, tokencache.Request, error) {
+	cred := cfg.Credentials[name]
+	var secrets tokencache.Secrets
 	if cred.Vault != "" {
 		c, ok := vaults[cred.Vault]
 		if !ok {
-			return "", nil, fmt.Errorf("credential %q: vault %q is not defined", name, cred.Vault)
+			return "", nil, tokencache.Request{}, fmt.Errorf("credential %q: vault %q is not defined", name, cred.Vault)
 		}
 		secrets = c
 	}
@@ -180,12 +192,11 @@ func CredentialSource(ctx context.Context, cfg *conf.Config, name string, scopes
 	if cred.ClientAuth == conf.AuthPrivateKeyJWT {
 		signer, err := credentialSigner(ctx, vaults, cred)
 		if err != nil {
-			return "", nil, fmt.Errorf("credentials.%s.signing_key: %w", name, err)
+			return "", nil, tokencache.Request{}, fmt.Errorf("credentials.%s.signing_key: %w", name, err)
 		}
 		req.Signer = signer
 	}
-	client := tokencache.NewClient(profiles.Transport(cred.Profile))
-	return key, tokencache.ClientCredentials(client, secrets, cred.ID, req), nil
+	return key, secrets, req, nil
 }
 
 // credentialSigner resolves and parses a credential's private_key_jwt key.
