@@ -2,8 +2,6 @@ package engine
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -62,15 +60,5 @@ func TestCacheRedisUnreachable(t *testing.T) {
 
 func loadText(t *testing.T, text string) *conf.Config {
 	t.Helper()
-	dir := t.TempDir()
-	secrets := filepath.Join(dir, "secrets.toml")
-	_ = os.WriteFile(secrets, []byte("[app]\nclient_id = \"client\"\nclient_secret = \"canary-client-secret\"\n"), 0o600)
-	ca := newUpstream(t).caFile
-	path := filepath.Join(dir, "authgress.toml")
-	_ = os.WriteFile(path, []byte(strings.NewReplacer("{{SECRETS}}", secrets, "{{CA}}", ca, "{{UP}}", "127.0.0.1:9", "{{IDP}}", "http://127.0.0.1:1/token").Replace(text)), 0o600)
-	cfg, probs := conf.Load(path)
-	if probs.HasErrors() {
-		t.Fatalf("config:\n%v", probs)
-	}
-	return cfg
+	return loadConfig(t, text, "{{CA}}", newUpstream(t).caFile, "{{UP}}", "127.0.0.1:9", "{{IDP}}", "http://127.0.0.1:1/token")
 }

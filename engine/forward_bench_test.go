@@ -9,13 +9,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/authgress/authgress/conf"
 	"github.com/authgress/authgress/internal/logline"
 )
 
@@ -52,10 +49,7 @@ func BenchmarkForwardFakeUpstream(b *testing.B) {
 
 func benchForward(b *testing.B, host string, access bool) {
 	i := newIDP(b)
-	dir := b.TempDir()
-	secrets := filepath.Join(dir, "secrets.toml")
-	_ = os.WriteFile(secrets, []byte("[app]\nclient_id = \"client\"\nclient_secret = \"canary-client-secret\"\n"), 0o600)
-	cfg := strings.NewReplacer("{{UP}}", host, "{{SECRETS}}", secrets, "{{IDP}}", idpURL(i), "{{ACCESS}}", strconv.FormatBool(access)).Replace(`
+	c := loadConfig(b, `
 [log]
 access = {{ACCESS}}
 [vaults.local]
@@ -69,13 +63,7 @@ token_url = "{{IDP}}"
 hosts = ["{{UP}}"]
 credential = "app"
 allow_insecure = true
-`)
-	path := filepath.Join(dir, "authgress.toml")
-	_ = os.WriteFile(path, []byte(cfg), 0o600)
-	c, probs := conf.Load(path)
-	if probs.HasErrors() {
-		b.Fatalf("config:\n%v", probs)
-	}
+`, "{{UP}}", host, "{{IDP}}", idpURL(i), "{{ACCESS}}", strconv.FormatBool(access))
 	c.Server.Listen, c.Server.Admin = "127.0.0.1:0", ""
 	eng, err := New(context.Background(), c, Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), AccessLines: logline.New(io.Discard, false)})
 	if err != nil {

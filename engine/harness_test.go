@@ -106,19 +106,11 @@ type harness struct {
 // {{SECRETS}} are replaced.
 func newHarness(t testing.TB, text string, up *apiServer, i *idp) *harness {
 	t.Helper()
-	dir := t.TempDir()
-	secrets := filepath.Join(dir, "secrets.toml")
-	_ = os.WriteFile(secrets, []byte("[app]\nclient_id = \"client\"\nclient_secret = \"canary-client-secret\"\n[wrong]\nclient_id = \"client\"\nclient_secret = \"nope\"\n"), 0o600)
-	r := strings.NewReplacer("{{SECRETS}}", secrets, "{{IDP}}", idpURL(i))
+	repl := []string{"{{IDP}}", idpURL(i)}
 	if up != nil {
-		r = strings.NewReplacer("{{SECRETS}}", secrets, "{{UP}}", up.hostPort(), "{{CA}}", up.caFile, "{{IDP}}", idpURL(i))
+		repl = append(repl, "{{UP}}", up.hostPort(), "{{CA}}", up.caFile)
 	}
-	path := filepath.Join(dir, "authgress.toml")
-	_ = os.WriteFile(path, []byte(r.Replace(text)), 0o600)
-	cfg, probs := conf.Load(path)
-	if probs.HasErrors() {
-		t.Fatalf("config:\n%v", probs)
-	}
+	cfg := loadConfig(t, text, repl...)
 	cfg.Server.Listen, cfg.Server.Admin = "127.0.0.1:0", ""
 	logs, mu := &strings.Builder{}, &sync.Mutex{}
 	log := slog.New(slog.NewTextHandler(lockedWriter{logs, mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -141,6 +133,22 @@ func newHarness(t testing.TB, text string, up *apiServer, i *idp) *harness {
 // slogOnly makes newHarness give the engine only a logger (no fast path
 // for access lines).
 var slogOnly bool
+
+// loadConfig writes the secrets file (entries app and wrong) and the
+// config text, with {{SECRETS}} and the repl pairs replaced, and loads it.
+func loadConfig(t testing.TB, text string, repl ...string) *conf.Config {
+	t.Helper()
+	dir := t.TempDir()
+	secrets := filepath.Join(dir, "secrets.toml")
+	_ = os.WriteFile(secrets, []byte("[app]\nclient_id = \"client\"\nclient_secret = \"canary-client-secret\"\n[wrong]\nclient_id = \"client\"\nclient_secret = \"nope\"\n"), 0o600)
+	path := filepath.Join(dir, "authgress.toml")
+	_ = os.WriteFile(path, []byte(strings.NewReplacer(append([]string{"{{SECRETS}}", secrets}, repl...)...).Replace(text)), 0o600)
+	cfg, probs := conf.Load(path)
+	if probs.HasErrors() {
+		t.Fatalf("config:\n%v", probs)
+	}
+	return cfg
+}
 
 func idpURL(i *idp) string {
 	if i == nil {
