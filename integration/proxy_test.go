@@ -100,35 +100,43 @@ func TestBodyCredentialStyle(t *testing.T) {
 	}
 }
 
+// burst sends n GETs of url at once (released together, so that they
+// miss the token cache together), request i with client(i), and counts
+// those that failed or did not answer 200.
+func burst(n int, client func(i int) *http.Client, url string) (failed int64) {
+	var wg sync.WaitGroup
+	var bad atomic.Int64
+	start := make(chan struct{})
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			resp, err := client(i).Get(url)
+			if err != nil {
+				bad.Add(1)
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				bad.Add(1)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return bad.Load()
+}
+
 func TestOneTokenFetchForAThousandConcurrentRequests(t *testing.T) {
 	idp := startIdP(t, 300, "opaque")
 	count := countTokenRequests(t, idp)
 	up := startUpstream(t)
 	a := startAuthgress(t, config(count.TokenURL(), up.Addr, ""))
 	client := a.Client()
-	var wg sync.WaitGroup
-	var failed atomic.Int64
-	start := make(chan struct{})
-	for i := 0; i < 1000; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			resp, err := client.Get("http://" + up.Addr + "/")
-			if err != nil {
-				failed.Add(1)
-				return
-			}
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				failed.Add(1)
-			}
-		}()
-	}
-	close(start)
-	wg.Wait()
-	if failed.Load() != 0 || count.n.Load() != 1 {
-		t.Fatalf("failed requests %d, token requests %d (want 0 and 1)", failed.Load(), count.n.Load())
+	failed := burst(1000, func(int) *http.Client { return client }, "http://"+up.Addr+"/")
+	if failed != 0 || count.n.Load() != 1 {
+		t.Fatalf("failed requests %d, token requests %d (want 0 and 1)", failed, count.n.Load())
 	}
 	t.Logf("1000 concurrent first requests: %d token request", count.n.Load())
 }

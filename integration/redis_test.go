@@ -330,29 +330,9 @@ func TestSharedCacheOneTokenRequestForThreeReplicas(t *testing.T) {
 	rs := s.replicas(t, 3, s.config(count.TokenURL(), up.Addr, ""))
 	waitCacheState(t, rs, "up", 5*time.Second)
 	clients := []*http.Client{rs[0].Client(), rs[1].Client(), rs[2].Client()}
-	var wg sync.WaitGroup
-	var failed atomic.Int64
-	start := make(chan struct{})
-	for i := 0; i < 300; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			resp, err := clients[i%3].Get("http://" + up.Addr + "/")
-			if err != nil {
-				failed.Add(1)
-				return
-			}
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				failed.Add(1)
-			}
-		}()
-	}
-	close(start)
-	wg.Wait()
-	if failed.Load() != 0 || count.n.Load() != 1 {
-		t.Fatalf("failed requests %d, token requests %d (want 0 and 1)", failed.Load(), count.n.Load())
+	failed := burst(300, func(i int) *http.Client { return clients[i%3] }, "http://"+up.Addr+"/")
+	if failed != 0 || count.n.Load() != 1 {
+		t.Fatalf("failed requests %d, token requests %d (want 0 and 1)", failed, count.n.Load())
 	}
 	distinct := map[string]bool{}
 	for _, a := range up.Auths() {
