@@ -143,7 +143,7 @@ func New(cfg Config, b Backend) *Broker {
 		cl := client{name: c.Name, valid: c.Key != "", creds: map[string]bool{}}
 		if cl.valid {
 			cl.key = sha256.Sum256([]byte(c.Key))
-			safetext.Register(c.Key)
+			safetext.Pin(c.Key)
 		}
 		for _, n := range c.Credentials {
 			cl.creds[n] = true

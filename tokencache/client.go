@@ -144,7 +144,7 @@ func (r *Request) form(now time.Time) (body, auth string, err error) {
 		// and inside the Basic credentials.
 		registerSecret(r.ClientSecret)
 		auth = basicAuth(r.ClientID, r.ClientSecret)
-		safetext.Register(strings.TrimPrefix(auth, "Basic "))
+		safetext.Pin(strings.TrimPrefix(auth, "Basic "))
 	case AuthSecretPost:
 		registerSecret(r.ClientSecret)
 		v.Set("client_id", r.ClientID)
@@ -170,10 +170,11 @@ func (r *Request) form(now time.Time) (body, auth string, err error) {
 	return body, auth, nil
 }
 
-// registerSecret registers s with safetext as it is and form-encoded.
+// registerSecret pins the client secret s with safetext as it is and
+// form-encoded (never forgotten, unlike tokens).
 func registerSecret(s string) {
-	safetext.Register(s)
-	safetext.Register(url.QueryEscape(s))
+	safetext.Pin(s)
+	safetext.Pin(url.QueryEscape(s))
 }
 
 // Fetch performs the token request: r.Grant with r.Method(). The response

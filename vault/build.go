@@ -50,7 +50,7 @@ func (s Set) Add(name string, v *conf.Vault, rt http.RoundTripper, log *slog.Log
 func (s Set) Resolve(ctx context.Context, ref conf.Secret) (string, error) {
 	v, err := s.resolve(ctx, ref)
 	if err == nil {
-		safetext.Register(v)
+		safetext.Pin(v)
 	}
 	return v, err
 }

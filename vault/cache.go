@@ -107,7 +107,7 @@ func (c *Cached) fetch(ctx context.Context, id string, l *lookup) {
 		c.last.Error = err.Error()
 	}
 	if err == nil {
-		safetext.Register(secret.ClientSecret) // redacted from any text a server sends back
+		safetext.Pin(secret.ClientSecret) // redacted from any text a server sends back, however many tokens follow
 		ttl := c.ttl
 		if secret.cacheFor > 0 && secret.cacheFor < ttl {
 			ttl = secret.cacheFor

@@ -12,9 +12,10 @@ import (
 // hint at it anyway.
 const MinSecretLen = 6
 
-// MaxSecrets caps the registry. When it is full, the value registered least
-// recently is forgotten: tokens are registered at every fetch, while a client
-// secret is registered again at every vault read, so the values in use stay.
+// MaxSecrets caps the values Register adds (tokens, codes, refresh tokens:
+// they come with traffic). When it is full, the value registered least
+// recently is forgotten. A configuration's secrets are pinned (Pin) and
+// never forgotten, however many users' tokens follow them.
 const MaxSecrets = 4096
 
 var maxSecrets = MaxSecrets // tests lower it
@@ -25,10 +26,11 @@ const Redacted = "[redacted]"
 // The registry: a set of values in least-recently-registered order, and an
 // immutable index of them that Redact reads without a lock.
 var reg = struct {
-	mu    sync.Mutex
-	order *list.List               // of string; front = least recent
-	elems map[string]*list.Element // value -> its place in order
-}{order: list.New(), elems: map[string]*list.Element{}}
+	mu     sync.Mutex
+	order  *list.List               // of string; front = least recent
+	elems  map[string]*list.Element // value -> its place in order
+	pinned map[string]bool          // values never forgotten (Pin)
+}{order: list.New(), elems: map[string]*list.Element{}, pinned: map[string]bool{}}
 
 var index atomic.Pointer[secretIndex]
 
@@ -45,6 +47,9 @@ func Register(secret string) {
 	}
 	reg.mu.Lock()
 	defer reg.mu.Unlock()
+	if reg.pinned[secret] {
+		return
+	}
 	if e, ok := reg.elems[secret]; ok {
 		reg.order.MoveToBack(e)
 		return
@@ -53,8 +58,38 @@ func Register(secret string) {
 	for reg.order.Len() > maxSecrets {
 		delete(reg.elems, reg.order.Remove(reg.order.Front()).(string))
 	}
-	idx := make(secretIndex, len(reg.elems))
+	reindex()
+}
+
+// Pin adds secret like Register, but it is never forgotten: for the
+// values a configuration holds (resolved secret references, client
+// secrets, broker keys), which must stay redacted however many tokens
+// are registered after them. Their number is bounded by the configuration.
+func Pin(secret string) {
+	if len(secret) < MinSecretLen {
+		return
+	}
+	reg.mu.Lock()
+	defer reg.mu.Unlock()
+	if reg.pinned[secret] {
+		return
+	}
+	reg.pinned[secret] = true
+	if e, ok := reg.elems[secret]; ok {
+		delete(reg.elems, secret)
+		reg.order.Remove(e)
+	}
+	reindex()
+}
+
+// reindex rebuilds the index Redact reads; reg.mu is held.
+func reindex() {
+	idx := make(secretIndex, len(reg.elems)+len(reg.pinned))
 	for v := range reg.elems {
+		k := v[:MinSecretLen]
+		idx[k] = append(idx[k], v)
+	}
+	for v := range reg.pinned {
 		k := v[:MinSecretLen]
 		idx[k] = append(idx[k], v)
 	}

@@ -12,7 +12,7 @@ import (
 func reset(t *testing.T, max int) {
 	t.Helper()
 	reg.mu.Lock()
-	reg.order, reg.elems = list.New(), map[string]*list.Element{}
+	reg.order, reg.elems, reg.pinned = list.New(), map[string]*list.Element{}, map[string]bool{}
 	reg.mu.Unlock()
 	index.Store(nil)
 	maxSecrets = max
@@ -74,6 +74,28 @@ func TestRegistryIsBoundedLeastRecentFirst(t *testing.T) {
 	reg.mu.Unlock()
 	if n != 3 {
 		t.Fatalf("%d values held, cap 3", n)
+	}
+}
+
+// TestPinnedValuesAreNeverForgotten: a configuration's secrets stay
+// redacted however many tokens are registered after them.
+func TestPinnedValuesAreNeverForgotten(t *testing.T) {
+	reset(t, 3)
+	Register("client-secret-x")
+	Pin("client-secret-x") // moves it out of the evictable set
+	Pin("broker-key-y")
+	for i := 0; i < 10; i++ {
+		Register(fmt.Sprintf("token-%06d", i))
+	}
+	if got := Redact("client-secret-x broker-key-y token-000000 token-000009"); got != "[redacted] [redacted] token-000000 [redacted]" {
+		t.Fatalf("got %q", got)
+	}
+	Register("broker-key-y") // a pinned value registered again stays pinned
+	for i := 10; i < 20; i++ {
+		Register(fmt.Sprintf("token-%06d", i))
+	}
+	if got := Redact("broker-key-y"); got != "[redacted]" {
+		t.Fatalf("got %q", got)
 	}
 }
 
