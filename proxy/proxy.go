@@ -9,8 +9,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
+	"slices"
 
 	"github.com/authgress/authgress/conf"
 	"github.com/authgress/authgress/intercept"
@@ -63,8 +65,8 @@ func New(ctx context.Context, cfg *conf.Config, d Deps) (*Proxy, error) {
 	}
 	var err error
 	delegated := map[string]*tokencache.Delegated{}
-	for name, cred := range cfg.Credentials {
-		if cred.Delegated() {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Credentials)) { // the first failure is the same every run
+		if cfg.Credentials[name].Delegated() {
 			if delegated[name], err = DelegatedCredential(ctx, cfg, name, d.Vaults, d.Profiles, d.Tokens); err != nil {
 				return nil, err
 			}

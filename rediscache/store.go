@@ -408,7 +408,7 @@ func (s *Store) health(ctx context.Context) {
 }
 
 func (s *Store) markDown(err error) {
-	msg := safetext.Redact(describe(err))
+	msg := describe(err)
 	s.mu.Lock()
 	s.lastErr = msg
 	was := !s.down.Load()
@@ -461,10 +461,7 @@ func describe(err error) string {
 	case strings.Contains(msg, "certificate"):
 		return "TLS certificate not accepted (check cache.profile)"
 	}
-	if len(msg) > 160 {
-		msg = msg[:160]
-	}
-	return msg
+	return safetext.Clean(msg, 160) // redacted before it is cut: a cut secret would no longer match
 }
 
 func isTimeout(err error) bool {
