@@ -64,6 +64,9 @@ func (b brokerBackend) ServerToken(ctx context.Context, name string, scopes []st
 	if scopes == nil {
 		scopes = cred.Scopes
 	}
+	if slot := b.e.tokens.Lookup(proxy.CredentialKey(g.cfg, name, scopes)); slot != nil {
+		return slot.Get(ctx) // the proxy's (or an earlier call's) slot: nothing to build
+	}
 	key, src, err := proxy.CredentialSource(ctx, g.cfg, name, scopes, g.vaults, g.profiles)
 	if err != nil {
 		return nil, err

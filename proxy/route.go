@@ -168,6 +168,19 @@ func CredentialSource(ctx context.Context, cfg *conf.Config, name string, scopes
 	return key, tokencache.ClientCredentials(client, secrets, cred.ID, req), nil
 }
 
+// CredentialKey is the token cache key of credential name asking for
+// scopes: the key CredentialSource gives, without building a source.
+func CredentialKey(cfg *conf.Config, name string, scopes []string) string {
+	return credentialKey(cfg, name, scopes, sortedParams(cfg.Credentials[name].Params))
+}
+
+func credentialKey(cfg *conf.Config, name string, scopes []string, params [][2]string) string {
+	cred := cfg.Credentials[name]
+	def := fmt.Sprintf("%+v|%+v|%+v", *cred, cfg.Vaults[cred.Vault], cfg.Profiles[cred.Profile])
+	sum := sha256.Sum256([]byte(def))
+	return tokencache.Key(name, hex.EncodeToString(sum[:]), scopes, params)
+}
+
 // credentialRequest is what every token request of a credential shares:
 // its cache key for scopes (covering the credential's, its vault's and its
 // profile's definitions and the params), its vault (nil without one: not
@@ -184,9 +197,7 @@ func credentialRequest(ctx context.Context, cfg *conf.Config, name string, scope
 		secrets = c
 	}
 	params := sortedParams(cred.Params)
-	def := fmt.Sprintf("%+v|%+v|%+v", *cred, cfg.Vaults[cred.Vault], cfg.Profiles[cred.Profile])
-	sum := sha256.Sum256([]byte(def))
-	key := tokencache.Key(name, hex.EncodeToString(sum[:]), scopes, params)
+	key := credentialKey(cfg, name, scopes, params)
 	req := tokencache.Request{TokenURL: cred.TokenURL, Scopes: scopes, Params: params, Send: cred.Send, DefaultTTL: cred.DefaultTTL.D,
 		ClientAuth: cred.ClientAuth, ClientID: cred.ClientID}
 	if cred.ClientAuth == conf.AuthPrivateKeyJWT {

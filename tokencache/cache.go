@@ -79,6 +79,13 @@ func (c *Cache) slot(key, name, scopes, user string, src Source, timeout time.Du
 	return s
 }
 
+// Lookup returns the slot of key, or nil if there is none.
+func (c *Cache) Lookup(key string) *Slot {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.slots[key]
+}
+
 // Retain keeps only the slots whose keys are listed, and the user slots of
 // the delegated credentials whose keys are.
 func (c *Cache) Retain(keys map[string]bool) {

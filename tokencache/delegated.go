@@ -67,9 +67,7 @@ func (d *Delegated) Key() string { return d.key }
 func (d *Delegated) userSlot(user string, create bool) *Slot {
 	k := d.key + userSep + user
 	c := d.cache
-	c.mu.Lock()
-	s := c.slots[k]
-	c.mu.Unlock()
+	s := c.Lookup(k)
 	if s != nil || !create {
 		return s
 	}
@@ -78,10 +76,7 @@ func (d *Delegated) userSlot(user string, create bool) *Slot {
 	// when it runs: a slot outlives reloads, and two first requests of a
 	// user may race to create it.
 	src := func(ctx context.Context) (*Token, error) {
-		cur := c.currentDelegated(key)
-		c.mu.Lock()
-		s := c.slots[k]
-		c.mu.Unlock()
+		cur, s := c.currentDelegated(key), c.Lookup(k)
 		if cur == nil || s == nil {
 			return nil, fmt.Errorf("%w: credential no longer configured", ErrLoginRequired)
 		}
