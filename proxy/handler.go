@@ -165,15 +165,13 @@ func (h *Handler) fail(x *exchange, r *http.Request, f *Failure) {
 	}
 	resp := f.Response(r)
 	if f.headline && r.ProtoMajor == 1 {
-		if hj, ok := x.sw.ResponseWriter.(http.Hijacker); ok {
-			if conn, buf, err := hj.Hijack(); err == nil {
-				x.sw.status = resp.StatusCode
-				resp.Close = true
-				_ = resp.Write(buf)
-				_ = buf.Flush()
-				_ = conn.Close()
-				return
-			}
+		if conn, buf, ok := hijack(x); ok {
+			x.sw.status = resp.StatusCode
+			resp.Close = true
+			_ = resp.Write(buf)
+			_ = buf.Flush()
+			_ = conn.Close()
+			return
 		}
 	}
 	h.write(x, resp)
@@ -287,8 +285,8 @@ func (d *Decision) connection() string {
 	return d.Route.Name
 }
 
-// hijack takes over the client connection of a CONNECT and confirms the
-// tunnel.
+// hijack takes over the client connection (a CONNECT's, or one whose
+// refusal must be written by hand).
 func hijack(x *exchange) (net.Conn, *bufio.ReadWriter, bool) {
 	hj, ok := x.sw.ResponseWriter.(http.Hijacker)
 	if !ok {

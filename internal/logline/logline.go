@@ -23,7 +23,6 @@ import (
 type Writer struct {
 	w    io.Writer
 	json bool
-	mu   sync.Mutex
 }
 
 // New returns a Writer.
@@ -62,9 +61,7 @@ func (l *Line) End() {
 	} else {
 		l.buf = append(l.buf, '\n')
 	}
-	l.w.mu.Lock()
-	_, _ = l.w.w.Write(l.buf)
-	l.w.mu.Unlock()
+	_, _ = l.w.w.Write(l.buf) // one Write per line; w serialises them
 	if cap(l.buf) <= 4<<10 {
 		lines.Put(l)
 	}
