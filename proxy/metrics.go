@@ -52,6 +52,15 @@ var statusCodes = func() (s [600]string) {
 	return
 }()
 
+// statusLabel is the label value of an HTTP status ("" outside 0–599,
+// which http.ReadResponse accepts but no label should hold).
+func statusLabel(status int) string {
+	if status >= 0 && status < len(statusCodes) {
+		return statusCodes[status]
+	}
+	return ""
+}
+
 // attrCache keeps the options of one label set per {connection, code}, as
 // ready-made slices: passing them with ... does not allocate.
 type attrCache struct {
@@ -88,8 +97,8 @@ var unmatchedAttr = connectionAttr("")
 
 // recordRequest counts one finished request (route nil: unmatched).
 func recordRequest(route *Route, code string, status int, d time.Duration) {
-	if code == "" && status >= 0 && status < len(statusCodes) {
-		code = statusCodes[status]
+	if code == "" {
+		code = statusLabel(status)
 	}
 	name, attr := "", unmatchedAttr
 	if route != nil {

@@ -232,7 +232,7 @@ func retryReason(resp *http.Response, err error) string {
 	if err != nil {
 		return errKind(err)
 	}
-	return statusCodes[resp.StatusCode%len(statusCodes)]
+	return statusLabel(resp.StatusCode)
 }
 
 // errKind is the retry policy's name for a failed round trip: connect,
