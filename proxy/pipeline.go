@@ -328,9 +328,6 @@ type UpstreamError struct {
 func (e *UpstreamError) Error() string { return e.Host + ": " + e.Err.Error() }
 func (e *UpstreamError) Unwrap() error { return e.Err }
 
-// Sent reports whether any of the request may have reached the upstream.
-func (e *UpstreamError) Sent() bool { return e.Stage != StageConnect }
-
 // classify types a transport error by type, never by its text: dial and
 // TLS failures are *neterr.ConnectError (the transports' dialers return
 // them), a remaining timeout is the response-header timeout.

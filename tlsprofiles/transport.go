@@ -41,18 +41,13 @@ func NewTransport(p *Profile, dial DialFunc) *http.Transport {
 	return t
 }
 
-// NewNodeTransport returns a transport to HTTP forward proxies (agent
+// newNodeTransport returns a transport to HTTP forward proxies (agent
 // nodes): TLS with the profile (its client certificate is the gateway's
 // identity), HTTP/1.1 only, since proxy requests carry absolute URIs,
 // which HTTP/2 cannot. connect bounds the dial and the TLS handshake
 // together (0: the upstream defaults), so that a node that accepts
 // connections but never answers (a frozen process) is passed over for
 // another as soon as a health check would fail it.
-func NewNodeTransport(p *Profile, connect time.Duration) *http.Transport {
-	t, _ := newNodeTransport(p, connect)
-	return t
-}
-
 func newNodeTransport(p *Profile, connect time.Duration) (*http.Transport, *connector) {
 	t, c := newTransport(p, nil, []string{"http/1.1"}, connect)
 	t.ForceAttemptHTTP2 = false

@@ -3,6 +3,8 @@ package h1
 import (
 	"bufio"
 	"net/http"
+	"net/textproto"
+	"slices"
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
@@ -49,7 +51,7 @@ func writeRequest(bw *bufio.Writer, req *http.Request) error {
 		keys[n] = k
 		n++
 	}
-	sortStrings(keys[:n])
+	slices.Sort(keys[:n])
 	ua := "Go-http-client/1.1"
 	if vs, ok := req.Header["User-Agent"]; ok {
 		ua = ""
@@ -57,7 +59,7 @@ func writeRequest(bw *bufio.Writer, req *http.Request) error {
 			if strings.ContainsAny(vs[0], "\r\n") {
 				return req.Write(bw)
 			}
-			ua = trim(vs[0])
+			ua = textproto.TrimString(vs[0])
 		}
 	}
 
@@ -90,7 +92,7 @@ func writeRequest(bw *bufio.Writer, req *http.Request) error {
 		for _, v := range req.Header[k] {
 			bw.WriteString(k)
 			bw.WriteString(": ")
-			bw.WriteString(trim(v))
+			bw.WriteString(textproto.TrimString(v))
 			bw.WriteString("\r\n")
 		}
 	}
@@ -131,27 +133,4 @@ func hasCTL(s string) bool {
 		}
 	}
 	return false
-}
-
-// trim is textproto.TrimString: without leading and trailing ASCII space.
-func trim(s string) string {
-	for len(s) > 0 && isSpace(s[0]) {
-		s = s[1:]
-	}
-	for len(s) > 0 && isSpace(s[len(s)-1]) {
-		s = s[:len(s)-1]
-	}
-	return s
-}
-
-func isSpace(b byte) bool { return b == ' ' || b == '\t' || b == '\n' || b == '\r' }
-
-// sortStrings is an insertion sort: a handful of header names, no
-// allocation.
-func sortStrings(s []string) {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
-	}
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unicode"
@@ -100,7 +101,7 @@ func (l *Line) HostPort(k, host, port string) *Line {
 	l.key(k)
 	var b [300]byte
 	s := b[:0]
-	if len(host) > 0 && containsColon(host) {
+	if len(host) > 0 && strings.IndexByte(host, ':') >= 0 {
 		s = append(s, '[')
 		s = append(s, host...)
 		s = append(s, ']')
@@ -149,15 +150,6 @@ func (l *Line) Float(k string, v float64) *Line {
 		}
 	}
 	return l
-}
-
-func containsColon(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] == ':' {
-			return true
-		}
-	}
-	return false
 }
 
 // appendRFC3339Millis is slog's text time format.
