@@ -171,6 +171,12 @@ func New(cfg Config, b Backend) *Broker {
 	return br
 }
 
+// LoginURL is the login endpoint of credential name for user on the
+// broker at base (its public URL): what a login_required answer points to.
+func LoginURL(base, name, user string) string {
+	return base + "/v1/credentials/" + url.PathEscape(name) + "/login?user=" + url.QueryEscape(user)
+}
+
 // ServeHTTP serves the broker API.
 func (b *Broker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b.mux.ServeHTTP(w, r)

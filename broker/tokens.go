@@ -3,7 +3,6 @@ package broker
 import (
 	"errors"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -118,7 +117,7 @@ func (b *Broker) userToken(w http.ResponseWriter, r *http.Request, c *call) {
 		f := tokenFailure(name, err)
 		if f.code == CodeLoginRequired {
 			f.msg = "user " + quote(user) + " has no token for credential " + quote(name) + ": call login_url with the client key and send the user's browser to the Location it answers"
-			f.loginURL = b.base + "/v1/credentials/" + url.PathEscape(name) + "/login?user=" + url.QueryEscape(user)
+			f.loginURL = LoginURL(b.base, name, user)
 		}
 		b.fail(w, c, f)
 		return

@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"fmt"
-	"net/url"
 
 	"github.com/authgress/authgress/conf"
 	"github.com/authgress/authgress/tlsprofiles"
@@ -31,11 +30,10 @@ func DelegatedCredential(ctx context.Context, cfg *conf.Config, name string, vau
 	}), nil
 }
 
-// LoginURL is the broker's login endpoint for credential name (without
-// the user), or "" without a broker.
-func LoginURL(cfg *conf.Config, name string) string {
+// brokerBase is the broker's public URL, or "" without a broker.
+func brokerBase(cfg *conf.Config) string {
 	if cfg.Broker == nil || cfg.Broker.Public == nil {
 		return ""
 	}
-	return cfg.Broker.Public.String() + "/v1/credentials/" + url.PathEscape(name) + "/login"
+	return cfg.Broker.Public.String()
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/authgress/authgress/broker"
 	"github.com/authgress/authgress/conf"
 	"github.com/authgress/authgress/tlsprofiles"
 	"github.com/authgress/authgress/tokencache"
@@ -27,10 +28,10 @@ type Route struct {
 	Credential string
 	Token      *tokencache.Slot // nil: no client token to inject
 	// Delegated: the credential injects the token of the request's user
-	// (authorization_code); LoginURL is where that user logs in (the
-	// broker's login endpoint, without the user).
-	Delegated *tokencache.Delegated
-	LoginURL  string
+	// (authorization_code); BrokerBase is the public URL of the broker
+	// where that user logs in ("": none).
+	Delegated  *tokencache.Delegated
+	BrokerBase string
 	Transport http.RoundTripper
 	Timeout   time.Duration
 	Insecure  bool // allow_insecure: keep http:// upstream (tests only)
@@ -90,8 +91,8 @@ func (r *Route) tokenFailure(user string, err error) *Failure {
 
 func (r *Route) loginRequired(user, msg string) *Failure {
 	f := &Failure{Code: CodeLoginRequired, Connection: r.Name, Message: msg}
-	if r.LoginURL != "" && user != "" {
-		f.LoginURL = r.LoginURL + "?user=" + url.QueryEscape(user)
+	if r.BrokerBase != "" && user != "" {
+		f.LoginURL = broker.LoginURL(r.BrokerBase, r.Credential, user)
 	}
 	return f
 }
@@ -130,7 +131,7 @@ func buildRoutes(ctx context.Context, cfg *conf.Config, vaults vault.Set, profil
 			}
 		}
 		if d := delegated[c.Credential]; d != nil {
-			r.Delegated, r.LoginURL = d, LoginURL(cfg, c.Credential)
+			r.Delegated, r.BrokerBase = d, brokerBase(cfg)
 		} else if c.Credential != "" {
 			scopes := cfg.Credentials[c.Credential].Scopes
 			if c.Scopes != nil {
