@@ -220,7 +220,7 @@ type connectionToken struct {
 
 type credentialStatus struct {
 	Name       string     `json:"name"`
-	User       string     `json:"user,omitempty"` // a delegated credential's user`
+	User       string     `json:"user,omitempty"` // a delegated credential's user
 	Scopes     string     `json:"scopes"`
 	TokenState string     `json:"token_state"` // valid | none
 	ExpiresIn  float64    `json:"expires_in_seconds"`
@@ -259,7 +259,7 @@ func (e *Engine) Status() StatusDoc {
 		if r.Token != nil {
 			c.Scopes = r.Token.Scopes
 			cred := rt.cfg.Credentials[r.Credential]
-			c.Grant, c.Vault = grantOf(cred), cred.Vault
+			c.Grant, c.Vault = cred.Grant, cred.Vault
 			st := r.Token.State()
 			c.Token = &connectionToken{State: "none", LastResult: st.LastResult, LastError: st.LastError}
 			if st.HasToken {
@@ -272,7 +272,7 @@ func (e *Engine) Status() StatusDoc {
 		if r.Delegated != nil {
 			cred := rt.cfg.Credentials[r.Credential]
 			c.Scopes = strings.Join(cred.Scopes, " ")
-			c.Grant, c.Vault = grantOf(cred), cred.Vault
+			c.Grant, c.Vault = cred.Grant, cred.Vault
 			users := r.Delegated.Users()
 			c.Token = &connectionToken{State: "per_user", Users: len(users)}
 		}
@@ -364,14 +364,11 @@ func secondsUntil(t time.Time) float64 {
 	return float64(time.Until(t).Round(time.Second) / time.Second)
 }
 
-// grantOf names a credential's OAuth grant.
-func grantOf(c *conf.Credential) string { return c.Grant }
-
 func sortedNames[T any](m map[string]T) []string { return slices.Sorted(maps.Keys(m)) }
 
 func certDoc(st tlsprofiles.IdentityState) *clientCertDoc {
 	c := &clientCertDoc{Subject: st.Subject, Issuer: st.Issuer, Serial: st.Serial, NotAfter: st.NotAfter,
-		ExpiresIn: float64(time.Until(st.NotAfter).Round(time.Second) / time.Second), Rejected: st.Rejected}
+		ExpiresIn: secondsUntil(st.NotAfter), Rejected: st.Rejected}
 	if !st.Rotated.IsZero() {
 		c.Rotated = &st.Rotated
 	}

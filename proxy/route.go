@@ -32,10 +32,10 @@ type Route struct {
 	// where that user logs in ("": none).
 	Delegated  *tokencache.Delegated
 	BrokerBase string
-	Transport http.RoundTripper
-	Timeout   time.Duration
-	Insecure  bool // allow_insecure: keep http:// upstream (tests only)
-	TLSPort   string
+	Transport  http.RoundTripper
+	Timeout    time.Duration
+	Insecure   bool // allow_insecure: keep http:// upstream (tests only)
+	TLSPort    string
 	// PropagateTrace: inject authgress's trace context into upstream requests.
 	PropagateTrace bool
 	// Upstream is the connection's url: where its requests go (scheme,
