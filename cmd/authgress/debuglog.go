@@ -45,10 +45,7 @@ func logEffectiveConfig(log *slog.Logger, cfg *conf.Config) {
 	}
 	for _, name := range sortedNames(cfg.Credentials) {
 		c := cfg.Credentials[name]
-		params := make([]string, 0, len(c.Params))
-		for _, k := range sortedNames(c.Params) {
-			params = append(params, k)
-		}
+		params := sortedNames(c.Params) // names only: values may be secrets
 		log.Debug("config credential", "credential", name, "vault", c.Vault, "id", c.ID, "token_url", redactURL(c.TokenURL),
 			"scopes", c.Scopes, "send", c.Send, "params", params, "profile", c.Profile, "prefetch", c.Prefetch)
 	}

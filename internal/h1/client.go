@@ -453,13 +453,14 @@ func (pc *conn) check(now time.Time) {
 	_ = pc.nc.SetDeadline(aLongTimeAgo)
 }
 
-// begin shows the watchdog a new exchange.
-func (pc *conn) begin(ctx context.Context, headerBy time.Time) {
+// begin shows the watchdog a new exchange. Its header deadline is set
+// once the request is written.
+func (pc *conn) begin(ctx context.Context) {
 	if ctx.Done() == nil {
 		ctx = nil
 	}
 	pc.mu.Lock()
-	pc.ctx, pc.headerBy, pc.gotHeaders = ctx, headerBy, false
+	pc.ctx, pc.headerBy, pc.gotHeaders = ctx, time.Time{}, false
 	pc.mu.Unlock()
 }
 
@@ -506,12 +507,11 @@ func (pc *conn) roundTrip(req *http.Request) (resp *http.Response, sent bool, er
 	start := pc.written.Load()
 	timeout := pc.c.cfg.ResponseHeaderTimeout
 	var wrote chan error // the body writer's result; nil: written here
+	pc.begin(ctx)
 	if hasBody(req) {
-		pc.begin(ctx, time.Time{}) // the header timeout starts when the body is written
 		wrote = make(chan error, 1)
-		go pc.writeBody(req, wrote, timeout)
+		go pc.writeBody(req, wrote, timeout) // the header timeout starts when the body is written
 	} else {
-		pc.begin(ctx, time.Time{})
 		err = writeRequest(pc.bw, req)
 		if err == nil {
 			err = pc.bw.Flush()
