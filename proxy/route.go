@@ -154,8 +154,8 @@ func buildRoutes(ctx context.Context, cfg *conf.Config, vaults vault.Set, profil
 // params), so a reload that changes none of them keeps the cached token.
 // A private_key_jwt signing key is resolved (through the vaults) and parsed
 // here, so a bad key fails the build, naming credentials.<name>.signing_key.
-// (For a delegated credential the source is a client-credentials one: the
-// users' tokens come from the broker.)
+// Delegated credentials are not built here: their users' tokens come from
+// DelegatedCredential.
 func CredentialSource(ctx context.Context, cfg *conf.Config, name string, scopes []string, vaults vault.Set, profiles *tlsprofiles.Set) (string, tokencache.Source, error) {
 	cred, ok := cfg.Credentials[name]
 	if !ok {
