@@ -8,10 +8,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sort"
 	"sync"
 
 	"github.com/authgress/authgress/conf"
+	"github.com/authgress/authgress/internal/h1"
 	"github.com/authgress/authgress/proxy"
 )
 
@@ -52,7 +54,15 @@ func specsOf(cfg *conf.Config) []spec {
 type listener struct {
 	spec
 	ln  net.Listener // the bound socket (its address is the real one)
-	srv *http.Server
+	srv server
+}
+
+// server is what serves a listener: net/http's http.Server (admin, broker)
+// or h1.Server (the proxy's ways in).
+type server interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+	Close() error
 }
 
 // listenerSet is the engine's running listeners.
@@ -165,37 +175,37 @@ func (e *Engine) commit(p *plan, g *generation) {
 
 // serve starts the server of a bound listener.
 func (e *Engine) serve(l *listener, g *generation) {
-	s := g.cfg.Server
-	srv := &http.Server{
-		ReadHeaderTimeout: s.ReadHeaderTimeout.D,
-		IdleTimeout:       s.IdleTimeout.D,
-		MaxHeaderBytes:    s.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(e.log.Handler(), slog.LevelDebug),
-	}
-	ln := l.ln
+	var (
+		ln      = l.ln
+		srv     server
+		handler http.Handler
+	)
 	switch {
 	case l.key == "admin":
 		srv = e.adminServer()
 	case l.key == "broker":
-		srv.Handler = http.HandlerFunc(e.serveBroker)
+		srv = e.httpServer(g, http.HandlerFunc(e.serveBroker))
 	case l.conn != "":
 		name := l.conn
-		srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			e.cur.Load().proxy.Handler.ServeReverse(w, r, name)
 		})
-		ln = proxy.ShapeListener(ln)
 	case l.key == "proxy+tls":
 		// The agent listener. The current generation's certificate and
 		// client CA are looked up per handshake, so rotation and reloads
-		// apply to new connections without re-listening. (net/http's own
-		// 400s are not reshaped here: they are written inside TLS.)
-		srv.Handler = e
+		// apply to new connections without re-listening.
+		handler = e
 		ln = tls.NewListener(ln, &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 			return e.cur.Load().serverTLS.Config(), nil
 		}})
 	default:
-		srv.Handler = e
-		ln = proxy.ShapeListener(ln)
+		handler = e
+	}
+	if handler != nil {
+		srv = e.proxyServer(g, handler)
+		if _, lean := srv.(*h1.Server); !lean && l.key != "proxy+tls" {
+			ln = proxy.ShapeListener(ln) // net/http's own 400s in authgress's shape
+		}
 	}
 	l.srv = srv
 	e.listeners.mu.Lock()
@@ -207,6 +217,35 @@ func (e *Engine) serve(l *listener, g *generation) {
 			e.errc <- fmt.Errorf("%s: %w", describe(l.spec), err)
 		}
 	}()
+}
+
+// httpServer is net/http's server with the configuration's limits.
+func (e *Engine) httpServer(g *generation, h http.Handler) *http.Server {
+	s := g.cfg.Server
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: s.ReadHeaderTimeout.D,
+		IdleTimeout:       s.IdleTimeout.D,
+		MaxHeaderBytes:    s.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(e.log.Handler(), slog.LevelDebug),
+	}
+}
+
+// proxyServer serves the proxy's ways in (forward, agent, reverse): the
+// lean HTTP/1.1 server, or net/http's with AUTHGRESS_SERVER=net/http.
+func (e *Engine) proxyServer(g *generation, h http.Handler) server {
+	if os.Getenv("AUTHGRESS_SERVER") == "net/http" {
+		return e.httpServer(g, h)
+	}
+	s := g.cfg.Server
+	return &h1.Server{
+		Handler:           h,
+		ReadHeaderTimeout: s.ReadHeaderTimeout.D,
+		IdleTimeout:       s.IdleTimeout.D,
+		MaxHeaderBytes:    s.MaxHeaderBytes,
+		BadRequest:        proxy.BadRequestAnswer,
+		ErrorLog:          slog.NewLogLogger(e.log.Handler(), slog.LevelDebug),
+	}
 }
 
 // addr is the bound address of the listener with key ("" if none).

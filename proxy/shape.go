@@ -61,7 +61,14 @@ func shapeGoError(p []byte) []byte {
 	if err != nil || status < 400 || status > 599 {
 		return nil
 	}
-	detail := string(p[i+len(goErrorHeaders):])
+	return BadRequestAnswer(status, string(p[i+len(goErrorHeaders):]))
+}
+
+// BadRequestAnswer is authgress's answer to a request the server could not
+// parse: X-Authgress-Error: bad_request and the JSON error body, with the
+// server's status (400, 417, 431, 501, 505) and its text as the detail.
+// The whole response, Connection: close included.
+func BadRequestAnswer(status int, detail string) []byte {
 	if len(detail) > 200 {
 		detail = detail[:200]
 	}
