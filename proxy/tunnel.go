@@ -10,9 +10,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
+	"github.com/authgress/authgress/internal/h1"
 	"github.com/elazarl/goproxy"
 )
 
@@ -127,26 +129,61 @@ type ServerLimits struct {
 }
 
 // Tunnels tracks the servers of intercepted tunnels, so that a shutdown
-// drains the requests inside them like those on the listener.
+// drains the requests inside them like those on the listener. HTTP/1.1
+// tunnels are connections of one shared h1.Server (its watchdog keeps
+// every tunnel's timeouts); a tunnel whose client negotiated h2 gets
+// net/http's server, as does every tunnel with AUTHGRESS_SERVER=net/http.
 type Tunnels struct {
 	mu      sync.Mutex
 	servers map[*http.Server]struct{}
+	lean    *h1.Server // nil until the first HTTP/1.1 tunnel
 	closed  bool
 }
 
 // NewTunnels returns an empty registry.
 func NewTunnels() *Tunnels { return &Tunnels{servers: map[*http.Server]struct{}{}} }
 
+// leanTunnels: HTTP/1.1 tunnels are served by h1.Server.
+var leanTunnels = os.Getenv("AUTHGRESS_SERVER") != "net/http"
+
 // Active is the number of intercepted tunnels being served.
 func (t *Tunnels) Active() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.servers)
+	n := len(t.servers)
+	if t.lean != nil {
+		n += t.lean.Active()
+	}
+	return n
 }
 
-// serve runs an HTTP/1.1 server on one terminated TLS connection until the
+// serve serves the requests of one terminated TLS connection until the
 // client closes it, it idles out, or the registry shuts down.
-func (t *Tunnels) serve(ctx context.Context, conn net.Conn, pin *tunnelTarget, h http.Handler, lim ServerLimits, log *slog.Logger) {
+func (t *Tunnels) serve(ctx context.Context, conn *tls.Conn, pin *tunnelTarget, h http.Handler, lim ServerLimits, log *slog.Logger) {
+	ctx = context.WithValue(ctx, tunnelKey{}, pin)
+	if leanTunnels && conn.ConnectionState().NegotiatedProtocol != "h2" {
+		t.mu.Lock()
+		if t.closed {
+			t.mu.Unlock()
+			_ = conn.Close()
+			return
+		}
+		if t.lean == nil {
+			// The limits are the first tunnel's: a listener keeps its
+			// limits until restart, and so do its tunnels.
+			t.lean = &h1.Server{
+				ReadHeaderTimeout: lim.ReadHeaderTimeout,
+				IdleTimeout:       lim.IdleTimeout,
+				MaxHeaderBytes:    lim.MaxHeaderBytes,
+				BadRequest:        BadRequestAnswer,
+				ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+			}
+		}
+		lean := t.lean
+		t.mu.Unlock()
+		lean.ServeConn(ctx, conn, h)
+		return
+	}
 	ln := &oneConnListener{conn: conn, closed: make(chan struct{})}
 	srv := &http.Server{
 		Handler:           h,
@@ -155,7 +192,6 @@ func (t *Tunnels) serve(ctx context.Context, conn net.Conn, pin *tunnelTarget, h
 		MaxHeaderBytes:    lim.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return ctx },
-		ConnContext:       func(ctx context.Context, _ net.Conn) context.Context { return context.WithValue(ctx, tunnelKey{}, pin) },
 		ConnState: func(_ net.Conn, s http.ConnState) {
 			if s == http.StateClosed || s == http.StateHijacked {
 				ln.Close()
@@ -186,9 +222,10 @@ func (t *Tunnels) Shutdown(ctx context.Context) error {
 	for s := range t.servers {
 		servers = append(servers, s)
 	}
+	lean := t.lean
 	t.mu.Unlock()
 	var wg sync.WaitGroup
-	errs := make([]error, len(servers))
+	errs := make([]error, len(servers)+1)
 	for i, s := range servers {
 		wg.Add(1)
 		go func() {
@@ -197,6 +234,11 @@ func (t *Tunnels) Shutdown(ctx context.Context) error {
 				_ = s.Close()
 			}
 		}()
+	}
+	if lean != nil {
+		if errs[len(servers)] = lean.Shutdown(ctx); errs[len(servers)] != nil {
+			_ = lean.Close()
+		}
 	}
 	wg.Wait()
 	return errors.Join(errs...)

@@ -110,21 +110,11 @@ func (s *Server) logf(format string, args ...any) {
 // It returns http.ErrServerClosed after Shutdown or Close.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
-	if s.closed.Load() {
+	if !s.startLocked() {
 		s.mu.Unlock()
 		return http.ErrServerClosed
 	}
-	if s.listeners == nil {
-		s.listeners = map[*net.Listener]struct{}{}
-		s.conns = map[*serverConn]struct{}{}
-		s.stop = make(chan struct{})
-	}
 	s.listeners[&ln] = struct{}{}
-	if !s.watching {
-		s.watching = true
-		s.setClock(time.Now())
-		go s.watch()
-	}
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
@@ -149,13 +139,58 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
-		c := s.newConn(rwc)
+		c := s.newConn(rwc, nil)
 		if c == nil {
 			_ = rwc.Close()
 			return http.ErrServerClosed
 		}
 		go c.serve()
 	}
+}
+
+// ServeConn serves one connection on the calling goroutine until it
+// closes, with h as its handler (nil: the server's) and ctx as the base of
+// its requests' contexts. The connection is one of the server's: the
+// watchdog keeps its timeouts and Shutdown drains it.
+func (s *Server) ServeConn(ctx context.Context, rwc net.Conn, h http.Handler) {
+	s.mu.Lock()
+	ok := s.startLocked()
+	s.mu.Unlock()
+	var c *serverConn
+	if ok {
+		c = s.newConn(rwc, h)
+	}
+	if c == nil {
+		_ = rwc.Close()
+		return
+	}
+	c.base = ctx
+	c.serve()
+}
+
+// Active is the number of connections being served.
+func (s *Server) Active() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// startLocked readies the server and its watchdog; false once closed.
+func (s *Server) startLocked() bool {
+	if s.closed.Load() {
+		return false
+	}
+	if s.listeners == nil {
+		s.listeners = map[*net.Listener]struct{}{}
+		s.conns = map[*serverConn]struct{}{}
+		s.stop = make(chan struct{})
+	}
+	if !s.watching {
+		s.watching = true
+		s.setClock(time.Now())
+		go s.watch()
+	}
+	return true
 }
 
 func isTemporary(err error) bool {
@@ -193,7 +228,7 @@ func (s *Server) Close() error {
 	defer s.mu.Unlock()
 	for c := range s.conns {
 		c.state.Store(stateClosed)
-		_ = c.rwc.Close()
+		c.closeNow()
 	}
 	return nil
 }
@@ -219,7 +254,7 @@ func (s *Server) closeIdle() bool {
 	for c := range s.conns {
 		if c.state.CompareAndSwap(stateIdle, stateClosed) ||
 			now-c.accepted > int64(newConnGrace) && c.state.CompareAndSwap(stateNew, stateClosed) {
-			_ = c.rwc.Close()
+			c.closeNow()
 		}
 	}
 	return len(s.conns) == 0
@@ -252,7 +287,7 @@ func (s *Server) watch() {
 			for c := range s.conns {
 				if dl := c.deadline.Load(); dl != 0 && n > dl {
 					if st := c.state.Load(); st != stateActive && st != stateClosed && c.state.CompareAndSwap(st, stateClosed) {
-						_ = c.rwc.Close()
+						c.closeNow()
 					}
 					continue
 				}
@@ -265,8 +300,11 @@ func (s *Server) watch() {
 	}
 }
 
-func (s *Server) newConn(rwc net.Conn) *serverConn {
-	c := &serverConn{s: s, rwc: rwc, accepted: s.now.Load()}
+func (s *Server) newConn(rwc net.Conn, h http.Handler) *serverConn {
+	if h == nil {
+		h = s.Handler
+	}
+	c := &serverConn{s: s, rwc: rwc, handler: h, accepted: s.now.Load()}
 	c.cond.L = &c.mu
 	if ra := rwc.RemoteAddr(); ra != nil {
 		c.remote = ra.String()
@@ -280,6 +318,16 @@ func (s *Server) newConn(rwc net.Conn) *serverConn {
 	return c
 }
 
+// closeNow closes the socket without waiting on the peer (a TLS
+// connection's close_notify can block while the client does not read).
+func (c *serverConn) closeNow() {
+	if tc, ok := c.rwc.(*tls.Conn); ok {
+		_ = tc.NetConn().Close()
+		return
+	}
+	_ = c.rwc.Close()
+}
+
 func (s *Server) forget(c *serverConn) {
 	s.mu.Lock()
 	delete(s.conns, c)
@@ -289,6 +337,8 @@ func (s *Server) forget(c *serverConn) {
 // serverConn is one client connection.
 type serverConn struct {
 	s        *Server
+	handler  http.Handler
+	base     context.Context // nil: context.Background()
 	rwc      net.Conn
 	br       *bufio.Reader
 	bw       *bufio.Writer
@@ -333,7 +383,11 @@ var errClientGone = errors.New("client connection closed")
 
 func (c *serverConn) serve() {
 	s := c.s
-	ctx, cancel := context.WithCancelCause(context.WithValue(context.Background(), http.LocalAddrContextKey, c.rwc.LocalAddr()))
+	base := c.base
+	if base == nil {
+		base = context.Background()
+	}
+	ctx, cancel := context.WithCancelCause(context.WithValue(base, http.LocalAddrContextKey, c.rwc.LocalAddr()))
 	c.cancel = cancel
 	defer func() {
 		if err := recover(); err != nil && err != http.ErrAbortHandler {
@@ -612,7 +666,7 @@ func (c *serverConn) serveRequest(connCtx context.Context, req *http.Request) bo
 	c.since.Store(c.s.now.Load())
 	c.state.Store(stateActive)
 
-	c.s.Handler.ServeHTTP(w, req)
+	c.handler.ServeHTTP(w, req)
 
 	c.mu.Lock()
 	w.handlerDone = true
@@ -621,9 +675,8 @@ func (c *serverConn) serveRequest(connCtx context.Context, req *http.Request) bo
 	if c.hijacked {
 		return false
 	}
-	c.abortPendingRead()
-	if rb != nil && !rb.sawEOF.Load() {
-		w.closeAfter = true
+	if c.abortPendingRead() || rb != nil && !rb.sawEOF.Load() {
+		w.closeAfter = true // the client went away, or its body was not read to the end
 	}
 	w.finish()
 	if rb != nil {
@@ -664,18 +717,19 @@ func (c *serverConn) backgroundRead() {
 	c.mu.Unlock()
 }
 
-// abortPendingRead ends the background read, if one runs, and waits for it.
-func (c *serverConn) abortPendingRead() {
+// abortPendingRead ends the background read, if one runs, and waits for
+// it; it reports whether the client has gone away.
+func (c *serverConn) abortPendingRead() (gone bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.inRead {
-		return
+	if c.inRead {
+		_ = c.rwc.SetReadDeadline(aLongTimeAgo)
+		for c.inRead {
+			c.cond.Wait()
+		}
+		_ = c.rwc.SetReadDeadline(time.Time{})
 	}
-	_ = c.rwc.SetReadDeadline(aLongTimeAgo)
-	for c.inRead {
-		c.cond.Wait()
-	}
-	_ = c.rwc.SetReadDeadline(time.Time{})
+	return c.gone
 }
 
 // reqBody is a request body as the handler sees it: it notes its end (the
