@@ -141,7 +141,8 @@ func (h *harness) build() error {
 		return err
 	}
 	for name, pkg := range map[string]string{"authgress": "./cmd/authgress", "goproxy-bare": "./bench/goproxy-bare",
-		"tokenserver": "./bench/tokenserver", "idleconns": "./bench/idleconns", "tunnelload": "./bench/tunnelload", "reverse-bare": "./bench/reverse-bare"} {
+		"tokenserver": "./bench/tokenserver", "idleconns": "./bench/idleconns", "tunnelload": "./bench/tunnelload", "reverse-bare": "./bench/reverse-bare",
+		"nethttp-bare": "./bench/nethttp-bare"} {
 		bin := filepath.Join(h.dir, name)
 		cmd := exec.Command("go", "build", "-o", bin, pkg)
 		cmd.Dir, cmd.Stdout, cmd.Stderr = root, os.Stderr, os.Stderr

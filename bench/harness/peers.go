@@ -32,6 +32,7 @@ const (
 	agRevLog     = "127.0.0.1:18103" // authgress's reverse listener to upPlain, access log on
 	agRevNoLog   = "127.0.0.1:18104" // the same, access log off
 	revBare      = "127.0.0.1:18092" // httputil.ReverseProxy to upPlain with a buffer pool
+	nethttpBare  = "127.0.0.1:18093" // net/http handler + http.Transport forward proxy
 	agAB         = "127.0.0.1:18105" // authgress, access log on, with -ab-env
 	tokenAddr    = "127.0.0.1:18400" // token endpoint, 1 h tokens
 )
@@ -232,6 +233,7 @@ func (h *harness) startPeers(p pkiFiles) error {
 		"goproxy-bare":      {h.bins["goproxy-bare"], "-listen", gpBare},
 		"goproxy-bare-mtls": {h.bins["goproxy-bare"], "-listen", gpBareMTLS, "-cert", p.clientCert, "-key", p.clientKey, "-ca", p.ca},
 		"reverse-bare":      {h.bins["reverse-bare"], "-listen", revBare, "-upstream", "http://" + upPlain},
+		"nethttp-bare":      {h.bins["nethttp-bare"], "-listen", nethttpBare},
 	} {
 		cmd, err := h.start(name, args)
 		if err != nil {
@@ -265,6 +267,7 @@ func (h *harness) startPeers(p pkiFiles) error {
 		{"http://" + nginxRev + "/", ""},
 		{"http://" + nginxRevMTLS + "/", ""},
 		{"http://" + upPlain + "/", "http://" + gpBare},
+		{"http://" + upPlain + "/", "http://" + nethttpBare},
 		{"http://" + upMTLS + "/", "http://" + gpBareMTLS},
 		{"http://" + upPlain + "/", "http://" + agLog},
 		{"http://" + upMTLS + "/", "http://" + agLog},

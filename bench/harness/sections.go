@@ -40,6 +40,7 @@ func (h *harness) header() {
 
 func (h *harness) plainRows() error {
 	h.printf("## Plain HTTP upstream (nginx), c=%d\n\n", *conns)
+	h.printf("`net/http forward bare` is `bench/nethttp-bare`: a net/http handler forwarding through one `http.Transport` with a static `Authorization` and pooled copy buffers, no goproxy: the floor of a forward proxy on net/http.\n\n")
 	target := "http://" + upPlain + "/"
 	direct := &row{name: "direct (no proxy)", target: target}
 	floor := &row{name: "goproxy-bare", target: target, proxy: "http://" + gpBare, pid: pids["goproxy-bare"]}
@@ -48,6 +49,7 @@ func (h *harness) plainRows() error {
 		{name: "authgress", target: target, proxy: "http://" + agLog, pid: pids["authgress"]},
 		{name: "authgress, access log off", target: target, proxy: "http://" + agNoLog, pid: pids["authgress-nolog"]},
 		floor,
+		{name: "net/http forward bare (no goproxy)", target: target, proxy: "http://" + nethttpBare, pid: pids["nethttp-bare"]},
 		{name: "nginx reverse, static header", target: "http://" + nginxRev + "/", pid: pids["nginx-reverse"]},
 		{name: "squid forward, static header", target: target, proxy: "http://" + squidAddr, pid: pids["squid"]},
 	}
