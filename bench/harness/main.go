@@ -29,7 +29,7 @@ var (
 	conns    = flag.Int("c", 64, "wrk connections")
 	threads  = flag.Int("t", 2, "wrk threads")
 	work     = flag.String("work", "", "work directory (default: a temp dir)")
-	only     = flag.String("only", "", "comma-separated sections to run: plain,mtls,reverse,intercept,latency,tokens,scale (default all)")
+	only     = flag.String("only", "", "comma-separated sections to run: plain,mtls,reverse,agent,intercept,latency,tokens,scale (default all)")
 	out      = flag.String("out", "", "also write the report (markdown) to this file")
 	abEnv    = flag.String("ab-env", "", "A/B: the plain section adds a row for an authgress (access log on) run with this extra environment, e.g. GOGC=200")
 	abBin    = flag.String("ab-bin", "", "A/B: the plain section adds a row for this authgress binary (access log on), e.g. one built from the previous commit")
@@ -106,6 +106,11 @@ func (h *harness) run() error {
 	}
 	if want("reverse") {
 		if err := h.reverseRows(); err != nil {
+			return err
+		}
+	}
+	if want("agent") {
+		if err := h.agentRows(); err != nil {
 			return err
 		}
 	}
@@ -249,6 +254,35 @@ func cpuTicks(pid int) float64 {
 	return total
 }
 
+// cpuMeter charges the CPU of one or more process trees (the processes of
+// a chain) to the requests of one measurement.
+type cpuMeter struct {
+	pids   []int
+	before []float64
+}
+
+func startCPU(pids []int) cpuMeter {
+	m := cpuMeter{pids: pids}
+	for _, p := range pids {
+		m.before = append(m.before, cpuTicks(p))
+	}
+	return m
+}
+
+// perRequest is the CPU in µs per request since startCPU, in total and
+// per process (nil when nothing is charged).
+func (m cpuMeter) perRequest(requests float64) (float64, []float64) {
+	if len(m.pids) == 0 || requests <= 0 {
+		return 0, nil
+	}
+	total, parts := 0.0, make([]float64, len(m.pids))
+	for i, p := range m.pids {
+		parts[i] = (cpuTicks(p) - m.before[i]) * 10000 / requests
+		total += parts[i]
+	}
+	return total, parts
+}
+
 // rssKB is the resident set of a process tree.
 func rssKB(pid int) int {
 	total := 0
@@ -271,7 +305,8 @@ func rssKB(pid int) int {
 
 // result is one wrk measurement.
 type result struct {
-	rps, p50, p99, cpuPerReq float64 // cpu in µs per request (0: not measured)
+	rps, p50, p99, cpuPerReq float64   // cpu in µs per request (0: not measured)
+	cpuParts                 []float64 // per charged process, when there are several
 	requests                 float64
 	errors                   string
 }
@@ -295,8 +330,8 @@ func ms(v float64, unit string) float64 {
 }
 
 // wrk measures target: via a forward proxy (absolute-URI request line) when
-// proxy is set; pid (0: none) is the process whose CPU is charged.
-func (h *harness) wrk(target, proxy string, pid, c, t int, d time.Duration) (result, error) {
+// proxy is set; pids (none: nothing) are the processes whose CPU is charged.
+func (h *harness) wrk(target, proxy string, pids []int, c, t int, d time.Duration) (result, error) {
 	args := []string{fmt.Sprintf("-t%d", t), fmt.Sprintf("-c%d", c), fmt.Sprintf("-d%ds", int(d.Seconds())), "--latency"}
 	env := os.Environ()
 	endpoint := target
@@ -308,10 +343,7 @@ func (h *harness) wrk(target, proxy string, pid, c, t int, d time.Duration) (res
 		endpoint = proxy
 	}
 	args = append(args, endpoint)
-	before := 0.0
-	if pid != 0 {
-		before = cpuTicks(pid)
-	}
+	meter := startCPU(pids)
 	cmd := exec.Command("wrk", args...)
 	cmd.Env = env
 	outb, err := cmd.CombinedOutput()
@@ -334,9 +366,7 @@ func (h *harness) wrk(target, proxy string, pid, c, t int, d time.Duration) (res
 			r.p99 = ms(v, m[3])
 		}
 	}
-	if pid != 0 && r.requests > 0 {
-		r.cpuPerReq = (cpuTicks(pid) - before) * 10000 / r.requests
-	}
+	r.cpuPerReq, r.cpuParts = meter.perRequest(r.requests)
 	if m := non2xxRe.FindStringSubmatch(o); m != nil {
 		r.errors = m[1] + " non-2xx"
 	}
@@ -358,6 +388,7 @@ request = function() return wrk.format("GET", target) end
 type row struct {
 	name, target, proxy string
 	pid                 int
+	also                []int // more processes charged with pid (a chain of proxies)
 	results             []result
 	// tunnelload: drive the row with bench/tunnelload instead of wrk
 	// (wrk cannot CONNECT); ca is the root for its https targets.
@@ -365,21 +396,26 @@ type row struct {
 	ca         string
 }
 
-// load runs one measurement of r.
-func (h *harness) load(r *row, pid, c, t int, d time.Duration) (result, error) {
-	if r.tunnelload {
-		return h.tunnelLoad(r, pid, c, d)
+// charged is the processes whose CPU a measurement of r is charged with.
+func (r *row) charged() []int {
+	if r.pid == 0 {
+		return nil
 	}
-	return h.wrk(r.target, r.proxy, pid, c, t, d)
+	return append([]int{r.pid}, r.also...)
+}
+
+// load runs one measurement of r, charging pids.
+func (h *harness) load(r *row, pids []int, c, t int, d time.Duration) (result, error) {
+	if r.tunnelload {
+		return h.tunnelLoad(r, pids, c, d)
+	}
+	return h.wrk(r.target, r.proxy, pids, c, t, d)
 }
 
 var tunnelRe = regexp.MustCompile(`requests=(\d+) rps=([\d.]+) p50=([\d.]+) p99=([\d.]+) errors=(\d+)`)
 
-func (h *harness) tunnelLoad(r *row, pid, c int, d time.Duration) (result, error) {
-	before := 0.0
-	if pid != 0 {
-		before = cpuTicks(pid)
-	}
+func (h *harness) tunnelLoad(r *row, pids []int, c int, d time.Duration) (result, error) {
+	meter := startCPU(pids)
 	out, err := exec.Command(h.bins["tunnelload"], "-proxy", strings.TrimPrefix(r.proxy, "http://"), "-target", r.target,
 		"-ca", r.ca, "-c", strconv.Itoa(c), "-d", d.String()).CombinedOutput()
 	if err != nil {
@@ -397,9 +433,7 @@ func (h *harness) tunnelLoad(r *row, pid, c int, d time.Duration) (result, error
 	if m[5] != "0" {
 		res.errors = m[5] + " failed"
 	}
-	if pid != 0 && res.requests > 0 {
-		res.cpuPerReq = (cpuTicks(pid) - before) * 10000 / res.requests
-	}
+	res.cpuPerReq, res.cpuParts = meter.perRequest(res.requests)
 	return res, nil
 }
 
@@ -424,7 +458,7 @@ func (r *row) med(f func(result) float64) float64 {
 // after a short warm-up of each.
 func (h *harness) measure(rows []*row, c, t int) error {
 	for _, r := range rows {
-		if _, err := h.load(r, 0, c, t, time.Second); err != nil {
+		if _, err := h.load(r, nil, c, t, time.Second); err != nil {
 			return err
 		}
 	}
@@ -434,7 +468,7 @@ func (h *harness) measure(rows []*row, c, t int) error {
 			if i == 0 {
 				prof = h.cpuProfile(r, c)
 			}
-			res, err := h.load(r, r.pid, c, t, *duration)
+			res, err := h.load(r, r.charged(), c, t, *duration)
 			if prof != nil {
 				<-prof
 			}

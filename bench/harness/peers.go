@@ -33,6 +33,10 @@ const (
 	agRevNoLog   = "127.0.0.1:18104" // the same, access log off
 	revBare      = "127.0.0.1:18092" // httputil.ReverseProxy to upPlain with a buffer pool
 	nethttpBare  = "127.0.0.1:18093" // net/http handler + http.Transport forward proxy
+	gpChain1     = "127.0.0.1:18095" // goproxy-bare, no header, upstream proxy gpChain2 over mTLS
+	gpChain2     = "127.0.0.1:18096" // goproxy-bare serving TLS with client certificates
+	agGateway    = "127.0.0.1:18106" // authgress gateway: via cluster "bench" (agAgent), access log on
+	agAgent      = "127.0.0.1:18107" // authgress agent ([server.tls], client_ca), access log on
 	agAB         = "127.0.0.1:18105" // authgress, access log on, with -ab-env
 	tokenAddr    = "127.0.0.1:18400" // token endpoint, 1 h tokens
 )

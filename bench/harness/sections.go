@@ -258,7 +258,7 @@ func (h *harness) tokenLoad() error {
 			return err
 		}
 		d := 20 * time.Second
-		res, err := h.wrk("http://"+upPlain+"/", "http://"+listen, 0, 256, 2, d)
+		res, err := h.wrk("http://"+upPlain+"/", "http://"+listen, nil, 256, 2, d)
 		if err != nil {
 			return err
 		}
@@ -425,4 +425,108 @@ func (h *harness) scale() error {
 func mustRead(path string) string {
 	b, _ := os.ReadFile(path)
 	return string(b)
+}
+
+// agentRows: what one more hop costs, a gateway in front of an agent over
+// mTLS, against the same hop between two goproxy-bare. All rows go to the
+// plain upstream at c=conns; a chain's CPU is that of both processes.
+func (h *harness) agentRows() error {
+	h.printf("## Gateway → agent over mTLS: the added cost per hop, c=%d\n\n", *conns)
+	h.printf("The gateway is an authgress whose connection has `via` a cluster of one node (no credential of its own); the node is a second authgress with `[server.tls]` and `client_ca` (the agent listener), which injects the token and calls the plain upstream. The gateway presents a client certificate from the bench CA. The goproxy chain is the same shape: a first goproxy-bare (no header) whose `Tr.Proxy` is a second goproxy-bare serving TLS with client certificates (ALPN http/1.1), which sets the static header. Access log on in all three authgress processes. CPU of a chain is the sum of its two processes (gateway + agent, first + second).\n\n")
+	p := pkiFilesFrom(h.dir)
+	tokenURL := "http://" + tokenAddr + "/token"
+	agentPid, err := h.authgress("authgress-agent", authgressConfig(agAgent, tokenURL, p, true,
+		fmt.Sprintf("\n[server.tls]\ncert = %q\nkey = %q\nclient_ca = %q\n", p.serverCert, p.serverKey, p.ca)))
+	if err != nil {
+		return err
+	}
+	gwPid, err := h.authgress("authgress-gateway", fmt.Sprintf(`[server]
+listen = %q
+
+[log]
+access = true
+
+[profiles.agents]
+cert = %q
+key = %q
+ca = %q
+
+[clusters.bench]
+profile = "agents"
+nodes = [{ name = "a1", url = "https://%s" }]
+
+[connections.plain]
+hosts = [%q]
+via = "bench"
+allow_insecure = true
+`, agGateway, p.clientCert, p.clientKey, p.ca, agAgent, upPlain))
+	if err != nil {
+		return err
+	}
+	second, err := h.start("goproxy-bare-chain2", []string{h.bins["goproxy-bare"], "-listen", gpChain2,
+		"-tls-cert", p.serverCert, "-tls-key", p.serverKey, "-client-ca", p.ca})
+	if err != nil {
+		return err
+	}
+	first, err := h.start("goproxy-bare-chain1", []string{h.bins["goproxy-bare"], "-listen", gpChain1, "-token", "",
+		"-upstream-proxy", "https://" + gpChain2, "-cert", p.clientCert, "-key", p.clientKey, "-ca", p.ca})
+	if err != nil {
+		return err
+	}
+	target := "http://" + upPlain + "/"
+	for _, proxy := range []string{agGateway, gpChain1} {
+		if err := waitHTTP(target, "http://"+proxy); err != nil {
+			return err
+		}
+	}
+	agChain := &row{name: "authgress gateway → agent (mTLS)", target: target, proxy: "http://" + agGateway, pid: gwPid, also: []int{agentPid}}
+	agOne := &row{name: "authgress (one process)", target: target, proxy: "http://" + agLog, pid: pids["authgress"]}
+	gpChain := &row{name: "goproxy-bare → goproxy-bare (mTLS)", target: target, proxy: "http://" + gpChain1, pid: first.Process.Pid, also: []int{second.Process.Pid}}
+	gpOne := &row{name: "goproxy-bare (one process)", target: target, proxy: "http://" + gpBare, pid: pids["goproxy-bare"]}
+	rows := []*row{agChain, agOne, gpChain, gpOne}
+	if err := h.measure(rows, *conns, *threads); err != nil {
+		return err
+	}
+	rps := func(x result) float64 { return x.rps }
+	p50 := func(x result) float64 { return x.p50 }
+	p99 := func(x result) float64 { return x.p99 }
+	cpu := func(x result) float64 { return x.cpuPerReq }
+	h.printf("| row | req/s | p50 ms | p99 ms | CPU µs/req (all its processes) | per process (first, second) | errors |\n|---|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		parts := "—"
+		if len(r.also) > 0 {
+			var ps []string
+			for i := range 1 + len(r.also) {
+				ps = append(ps, fmt.Sprintf("%.1f", r.med(func(x result) float64 {
+					if i < len(x.cpuParts) {
+						return x.cpuParts[i]
+					}
+					return 0
+				})))
+			}
+			parts = strings.Join(ps, " + ")
+		}
+		errs := ""
+		for _, x := range r.results {
+			errs = strings.TrimSpace(errs + " " + x.errors)
+		}
+		h.printf("| %s | %.0f | %.3f | %.2f | %.1f | %s | %s |\n", r.name, r.med(rps), r.med(p50), r.med(p99), r.med(cpu), parts, errs)
+	}
+	h.printf("\nPer hop: the two-process row minus the one-process row (medians).\n\n")
+	h.printf("| | added CPU µs/req | added p50 ms | added p99 ms | req/s two ÷ one |\n|---|---|---|---|---|\n")
+	type hop struct{ cpu, p50, p99, rps float64 }
+	hopOf := func(two, one *row) hop {
+		return hop{two.med(cpu) - one.med(cpu), two.med(p50) - one.med(p50), two.med(p99) - one.med(p99), two.med(rps) / one.med(rps)}
+	}
+	ag, gp := hopOf(agChain, agOne), hopOf(gpChain, gpOne)
+	h.printf("| authgress: gateway → agent over mTLS | %+.1f | %+.3f | %+.2f | %.2f |\n", ag.cpu, ag.p50, ag.p99, ag.rps)
+	h.printf("| goproxy-bare → goproxy-bare over mTLS | %+.1f | %+.3f | %+.2f | %.2f |\n", gp.cpu, gp.p50, gp.p99, gp.rps)
+	ratio := func(a, b float64) string {
+		if b == 0 {
+			return "—"
+		}
+		return fmt.Sprintf("%.2f", a/b)
+	}
+	h.printf("| authgress hop ÷ goproxy hop | %s | %s | %s | — |\n\n", ratio(ag.cpu, gp.cpu), ratio(ag.p50, gp.p50), ratio(ag.p99, gp.p99))
+	return nil
 }
