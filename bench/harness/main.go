@@ -283,6 +283,16 @@ func (m cpuMeter) perRequest(requests float64) (float64, []float64) {
 	return total, parts
 }
 
+// alive tells whether pid runs (exists and is not a zombie).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	return len(f) > 0 && f[0] != "Z"
+}
+
 // rssKB is the resident set of a process tree.
 func rssKB(pid int) int {
 	total := 0
@@ -476,6 +486,11 @@ func (h *harness) measure(rows []*row, c, t int) error {
 				return err
 			}
 			r.results = append(r.results, res)
+			for _, pid := range r.charged() {
+				if !alive(pid) {
+					return fmt.Errorf("row %q: process %d has exited (its log is in %s)", r.name, pid, h.dir)
+				}
+			}
 			fmt.Fprintf(os.Stderr, "  round %d %-22s %8.0f req/s  p50 %6.2f ms  p99 %6.2f ms  cpu %6.1f µs/req %s\n", i+1, r.name, res.rps, res.p50, res.p99, res.cpuPerReq, res.errors)
 		}
 	}

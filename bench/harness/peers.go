@@ -41,6 +41,28 @@ const (
 	tokenAddr    = "127.0.0.1:18400" // token endpoint, 1 h tokens
 )
 
+// fixedPorts are every address the harness listens on (the sections'
+// own included), checked free before anything starts.
+var fixedPorts = []string{upPlain, upMTLS, nginxRev, nginxRevMTLS, squidAddr, gpBare, gpBareMTLS, agLog, agNoLog,
+	agIntercept, agRevLog, agRevNoLog, revBare, agAB, tokenAddr, nethttpBare, gpChain1, gpChain2, agGateway, agAgent,
+	"127.0.0.1:18120", "127.0.0.1:18121", "127.0.0.1:18122", "127.0.0.1:18130",
+	"127.0.0.1:18410", "127.0.0.1:18411", "127.0.0.1:18412"}
+
+// checkPortsFree fails when one of the harness's addresses is taken, most
+// often by another benchmark run on this machine: the rows would measure
+// that run's processes (and charge the CPU of this run's, which could not
+// listen).
+func checkPortsFree() error {
+	for _, addr := range fixedPorts {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("%s is taken (another benchmark run on this machine?): %w", addr, err)
+		}
+		l.Close()
+	}
+	return nil
+}
+
 type pkiFiles struct{ ca, serverCert, serverKey, clientCert, clientKey string }
 
 func makePKI(dir string) (pkiFiles, error) {
@@ -206,6 +228,9 @@ func (h *harness) authgress(name, config string, extraEnv ...string) (int, error
 var pids = map[string]int{}
 
 func (h *harness) startPeers(p pkiFiles) error {
+	if err := checkPortsFree(); err != nil {
+		return err
+	}
 	tls := fmt.Sprintf("ssl_certificate %s; ssl_certificate_key %s;", p.serverCert, p.serverKey)
 	if _, err := h.nginx("upstream", fmt.Sprintf(`
   server { listen %s; location / { default_type text/plain; return 200 "ok auth=[$http_authorization]\n"; } }
