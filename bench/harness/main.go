@@ -318,6 +318,7 @@ type result struct {
 	rps, p50, p99, cpuPerReq float64   // cpu in µs per request (0: not measured)
 	cpuParts                 []float64 // per charged process, when there are several
 	requests                 float64
+	resumed                  float64 // tunnelload: TLS handshakes that resumed a session
 	errors                   string
 }
 
@@ -404,6 +405,7 @@ type row struct {
 	// (wrk cannot CONNECT); ca is the root for its https targets.
 	tunnelload bool
 	ca         string
+	tunnelArgs []string // more tunnelload flags (-new, -resume)
 }
 
 // charged is the processes whose CPU a measurement of r is charged with.
@@ -422,12 +424,13 @@ func (h *harness) load(r *row, pids []int, c, t int, d time.Duration) (result, e
 	return h.wrk(r.target, r.proxy, pids, c, t, d)
 }
 
-var tunnelRe = regexp.MustCompile(`requests=(\d+) rps=([\d.]+) p50=([\d.]+) p99=([\d.]+) errors=(\d+)`)
+var tunnelRe = regexp.MustCompile(`requests=(\d+) rps=([\d.]+) p50=([\d.]+) p99=([\d.]+) errors=(\d+) resumed=(\d+)`)
 
 func (h *harness) tunnelLoad(r *row, pids []int, c int, d time.Duration) (result, error) {
 	meter := startCPU(pids)
-	out, err := exec.Command(h.bins["tunnelload"], "-proxy", strings.TrimPrefix(r.proxy, "http://"), "-target", r.target,
-		"-ca", r.ca, "-c", strconv.Itoa(c), "-d", d.String()).CombinedOutput()
+	args := append([]string{"-proxy", strings.TrimPrefix(r.proxy, "http://"), "-target", r.target,
+		"-ca", r.ca, "-c", strconv.Itoa(c), "-d", d.String()}, r.tunnelArgs...)
+	out, err := exec.Command(h.bins["tunnelload"], args...).CombinedOutput()
 	if err != nil {
 		return result{}, fmt.Errorf("tunnelload: %v\n%s", err, out)
 	}
@@ -440,6 +443,7 @@ func (h *harness) tunnelLoad(r *row, pids []int, c int, d time.Duration) (result
 	res.rps, _ = strconv.ParseFloat(m[2], 64)
 	res.p50, _ = strconv.ParseFloat(m[3], 64)
 	res.p99, _ = strconv.ParseFloat(m[4], 64)
+	res.resumed, _ = strconv.ParseFloat(m[6], 64)
 	if m[5] != "0" {
 		res.errors = m[5] + " failed"
 	}

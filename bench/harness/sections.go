@@ -133,10 +133,8 @@ func (h *harness) interceptRows() error {
 	}
 	rssStart := rssKB(pid)
 	plain := &row{name: "plain http:// (absolute URI)", target: "http://" + upMTLS + "/", proxy: "http://" + agIntercept, pid: pid, tunnelload: true, ca: ca}
-	rows := []*row{
-		plain,
-		{name: "intercepted https:// (CONNECT, kept alive)", target: "https://" + upMTLS + "/", proxy: "http://" + agIntercept, pid: pid, tunnelload: true, ca: ca},
-	}
+	kept := &row{name: "intercepted https:// (CONNECT, kept alive)", target: "https://" + upMTLS + "/", proxy: "http://" + agIntercept, pid: pid, tunnelload: true, ca: ca}
+	rows := []*row{plain, kept}
 	if err := h.measure(rows, *conns, *threads); err != nil {
 		return err
 	}
@@ -154,7 +152,50 @@ func (h *harness) interceptRows() error {
 			r.med(rps)/plain.med(rps), r.med(cpu)/plain.med(cpu), errs)
 	}
 	h.printf("\n")
-	return h.heldTunnels(pid, ca, rssStart)
+	if err := h.heldTunnels(pid, ca, rssStart); err != nil {
+		return err
+	}
+	return h.newTunnels(pid, ca)
+}
+
+// newTunnels reports what a new intercepted tunnel costs: CONNECT, the TLS
+// handshake with the (already cached) leaf and the first request, measured
+// by tunnelload -new (every request on a tunnel of its own), against a
+// request on a kept-alive tunnel, interleaved on the same process. It runs
+// after heldTunnels, so that the churn of handshakes does not leave freed
+// heap for the held tunnels to reuse.
+func (h *harness) newTunnels(pid int, ca string) error {
+	kept := &row{name: "kept-alive tunnel, beside the new ones", target: "https://" + upMTLS + "/", proxy: "http://" + agIntercept, pid: pid, tunnelload: true, ca: ca}
+	rows := []*row{
+		{name: "new tunnel per request (CONNECT + full TLS handshake + GET)", target: kept.target, proxy: kept.proxy, pid: pid, tunnelload: true, ca: ca,
+			tunnelArgs: []string{"-new"}},
+		{name: "new tunnel per request, client keeps a TLS session cache", target: kept.target, proxy: kept.proxy, pid: pid, tunnelload: true, ca: ca,
+			tunnelArgs: []string{"-new", "-resume"}},
+	}
+	if err := h.measure(append([]*row{kept}, rows...), *conns, *threads); err != nil {
+		return err
+	}
+	h.printf("### A new intercepted tunnel, c=%d\n\n", *conns)
+	h.printf("A new tunnel per request: each of the %d clients opens a CONNECT, does a TLS handshake with authgress's leaf (minted before the run and cached), sends one GET and closes; latency is that of the whole. Without a session cache every handshake is a full one; the last row's client offers to resume (the column says how many handshakes did). The upstream connection (authgress → nginx) stays pooled.\n\n", *conns)
+	h.printf("| row | tunnels/s | p50 ms (setup + request) | p99 ms | authgress CPU µs per new tunnel | ÷ a kept-alive request | CPU of the setup (− a kept-alive request) µs | resumed handshakes | errors |\n|---|---|---|---|---|---|---|---|---|\n")
+	rps := func(x result) float64 { return x.rps }
+	cpu := func(x result) float64 { return x.cpuPerReq }
+	p50 := func(x result) float64 { return x.p50 }
+	p99 := func(x result) float64 { return x.p99 }
+	h.printf("| kept-alive tunnel (a request, measured in the same rounds) | %.0f req/s | %.2f | %.2f | %.1f per request | 1.00× | — | — | |\n", kept.med(rps), kept.med(p50), kept.med(p99), kept.med(cpu))
+	for _, r := range rows {
+		errs := ""
+		var tunnels, resumed float64
+		for _, x := range r.results {
+			errs = strings.TrimSpace(errs + " " + x.errors)
+			tunnels += x.requests
+			resumed += x.resumed
+		}
+		h.printf("| %s | %.0f | %.2f | %.2f | %.1f | %.1f× | %.1f | %.0f of %.0f | %s |\n", r.name, r.med(rps), r.med(p50), r.med(p99), r.med(cpu),
+			r.med(cpu)/kept.med(cpu), r.med(cpu)-kept.med(cpu), resumed, tunnels, errs)
+	}
+	h.printf("\n")
+	return nil
 }
 
 // heldTunnels: RSS of the intercepting authgress while it holds 1,000
