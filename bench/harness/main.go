@@ -34,6 +34,7 @@ var (
 	abEnv    = flag.String("ab-env", "", "A/B: the plain section adds a row for an authgress (access log on) run with this extra environment, e.g. GOGC=200")
 	abBin    = flag.String("ab-bin", "", "A/B: the plain section adds a row for this authgress binary (access log on), e.g. one built from the previous commit")
 	profile  = flag.String("profile", "", "write CPU profiles of the authgress rows (first round) to this directory")
+	smokeBin = flag.String("smokescreen-bin", "", "the plain section adds a row for this smokescreen binary (stripe/smokescreen, built elsewhere), a forward proxy that cannot add a header")
 )
 
 func main() {
@@ -196,7 +197,11 @@ func (h *harness) stopAll() {
 	h.procs = nil
 }
 
-func waitHTTP(u, proxy string) error {
+// waitHTTP waits for u to answer 200 through proxy with an injected token
+// (any 200 without a proxy).
+func waitHTTP(u, proxy string) error { return waitFor(u, proxy, proxy != "") }
+
+func waitFor(u, proxy string, wantToken bool) error {
 	client := &http.Client{Timeout: time.Second}
 	if proxy != "" {
 		pu, _ := url.Parse(proxy)
@@ -208,7 +213,7 @@ func waitHTTP(u, proxy string) error {
 		if err == nil {
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode == 200 && strings.Contains(string(body), "auth=[Bearer ") || proxy == "" && resp.StatusCode == 200 {
+			if resp.StatusCode == 200 && (!wantToken || strings.Contains(string(body), "auth=[Bearer ")) {
 				return nil
 			}
 		}

@@ -37,6 +37,7 @@ const (
 	gpChain2     = "127.0.0.1:18096" // goproxy-bare serving TLS with client certificates
 	agGateway    = "127.0.0.1:18106" // authgress gateway: via cluster "bench" (agAgent), access log on
 	agAgent      = "127.0.0.1:18107" // authgress agent ([server.tls], client_ca), access log on
+	smokescreen  = "127.0.0.1:18097" // stripe/smokescreen (-smokescreen-bin), loopback egress allowed
 	agAB         = "127.0.0.1:18105" // authgress, access log on, with -ab-env
 	tokenAddr    = "127.0.0.1:18400" // token endpoint, 1 h tokens
 )
@@ -44,7 +45,7 @@ const (
 // fixedPorts are every address the harness listens on (the sections'
 // own included), checked free before anything starts.
 var fixedPorts = []string{upPlain, upMTLS, nginxRev, nginxRevMTLS, squidAddr, gpBare, gpBareMTLS, agLog, agNoLog,
-	agIntercept, agRevLog, agRevNoLog, revBare, agAB, tokenAddr, nethttpBare, gpChain1, gpChain2, agGateway, agAgent,
+	agIntercept, agRevLog, agRevNoLog, revBare, agAB, tokenAddr, nethttpBare, gpChain1, gpChain2, agGateway, agAgent, smokescreen,
 	"127.0.0.1:18120", "127.0.0.1:18121", "127.0.0.1:18122", "127.0.0.1:18130",
 	"127.0.0.1:18410", "127.0.0.1:18411", "127.0.0.1:18412"}
 
@@ -290,6 +291,19 @@ func (h *harness) startPeers(p pkiFiles) error {
 	if pids["squid"], err = h.squid(); err != nil {
 		return err
 	}
+	if *smokeBin != "" {
+		// Its defaults, except the listener and an allowed range for the
+		// upstream: smokescreen refuses loopback and private destinations.
+		// No egress ACL file: every host is allowed. It logs a JSON line per
+		// request (to its log file here) and sends statsd metrics to
+		// 127.0.0.1:8200, where nothing listens.
+		host, port, _ := net.SplitHostPort(smokescreen)
+		cmd, err := h.start("smokescreen", []string{*smokeBin, "--listen-ip", host, "--listen-port", port, "--allow-range", "127.0.0.1/32"})
+		if err != nil {
+			return err
+		}
+		pids["smokescreen"] = cmd.Process.Pid
+	}
 	time.Sleep(500 * time.Millisecond)
 	checks := []struct{ target, proxy string }{
 		{"http://" + upPlain + "/", ""},
@@ -305,6 +319,11 @@ func (h *harness) startPeers(p pkiFiles) error {
 		{"http://" + revBare + "/", ""},
 		{"http://" + agRevLog + "/", ""},
 		{"http://" + agRevNoLog + "/", ""},
+	}
+	if *smokeBin != "" {
+		if err := waitFor("http://"+upPlain+"/", "http://"+smokescreen, false); err != nil {
+			return fmt.Errorf("smokescreen: %w", err)
+		}
 	}
 	for _, c := range checks {
 		if err := waitHTTP(c.target, c.proxy); err != nil {

@@ -53,6 +53,9 @@ func (h *harness) plainRows() error {
 		{name: "nginx reverse, static header", target: "http://" + nginxRev + "/", pid: pids["nginx-reverse"]},
 		{name: "squid forward, static header", target: target, proxy: "http://" + squidAddr, pid: pids["squid"]},
 	}
+	if *smokeBin != "" {
+		rows = append(rows, &row{name: "smokescreen forward, no header", target: target, proxy: "http://" + smokescreen, pid: pids["smokescreen"]})
+	}
 	if *abEnv != "" || *abBin != "" {
 		name := "authgress, " + *abEnv
 		if *abBin != "" {
