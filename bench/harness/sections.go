@@ -565,8 +565,8 @@ allow_insecure = true
 	ag, gp := hopOf(agChain, agOne), hopOf(gpChain, gpOne)
 	h.printf("| authgress: gateway → agent over mTLS | %+.1f | %+.3f | %+.2f | %.2f |\n", ag.cpu, ag.p50, ag.p99, ag.rps)
 	h.printf("| goproxy-bare → goproxy-bare over mTLS | %+.1f | %+.3f | %+.2f | %.2f |\n", gp.cpu, gp.p50, gp.p99, gp.rps)
-	ratio := func(a, b float64) string {
-		if b == 0 {
+	ratio := func(a, b float64) string { // of two added costs: only when both are > 0
+		if a <= 0 || b <= 0 {
 			return "—"
 		}
 		return fmt.Sprintf("%.2f", a/b)
