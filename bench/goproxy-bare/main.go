@@ -6,7 +6,16 @@
 // no token cache, no logging, no metrics. With -cert/-key/-ca it upgrades
 // http:// requests to https with that client certificate (the mTLS rows).
 //
+// Two of them chain (the agent rows): the first sends every request to the
+// second as its upstream proxy (-upstream-proxy, goproxy's Tr.Proxy; with
+// an https:// proxy, -cert/-key/-ca are the client identity and roots for
+// the TLS connection to it, and nothing is upgraded), and the second serves
+// TLS with client certificates (-tls-cert/-tls-key/-client-ca, ALPN
+// http/1.1), as an authgress gateway and agent do. -token "" sets no header.
+//
 //	goproxy-bare -listen 127.0.0.1:18090 -token test-token [-cert c.pem -key k.pem -ca ca.pem]
+//	goproxy-bare -listen 127.0.0.1:18096 -tls-cert s.pem -tls-key s-key.pem -client-ca ca.pem
+//	goproxy-bare -listen 127.0.0.1:18095 -token "" -upstream-proxy https://127.0.0.1:18096 -cert c.pem -key k.pem -ca ca.pem
 package main
 
 import (
@@ -16,6 +25,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"time"
 
@@ -28,6 +38,10 @@ func main() {
 	cert := flag.String("cert", "", "client certificate (PEM): upgrade requests to https with mTLS")
 	key := flag.String("key", "", "client key (PEM)")
 	ca := flag.String("ca", "", "CA bundle for the upstream")
+	upstreamProxy := flag.String("upstream-proxy", "", "send every request through this forward proxy (http:// or https://)")
+	tlsCert := flag.String("tls-cert", "", "serve TLS on the listener with this certificate (PEM)")
+	tlsKey := flag.String("tls-key", "", "its key (PEM)")
+	clientCA := flag.String("client-ca", "", "with -tls-cert: require client certificates from this CA (PEM)")
 	flag.Parse()
 	tr := &http.Transport{
 		Proxy:               nil,
@@ -36,8 +50,15 @@ func main() {
 		MaxIdleConnsPerHost: 256, DisableCompression: true, ForceAttemptHTTP2: true,
 		TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12},
 	}
-	upgrade := *cert != ""
-	if upgrade {
+	if *upstreamProxy != "" {
+		u, err := url.Parse(*upstreamProxy)
+		if err != nil {
+			log.Fatal(err)
+		}
+		tr.Proxy = http.ProxyURL(u)
+	}
+	upgrade := *cert != "" && *upstreamProxy == ""
+	if *cert != "" {
 		pair, err := tls.LoadX509KeyPair(*cert, *key)
 		if err != nil {
 			log.Fatal(err)
@@ -58,12 +79,29 @@ func main() {
 	auth := "Bearer " + *token
 	p.OnRequest().DoFunc(func(r *http.Request, _ *goproxy.ProxyCtx) (*http.Request, *http.Response) {
 		r.Close = false
-		r.Header.Set("Authorization", auth)
+		if *token != "" {
+			r.Header.Set("Authorization", auth)
+		}
 		if upgrade {
 			r.URL.Scheme = "https"
 		}
 		return r, nil
 	})
 	srv := &http.Server{Addr: *listen, Handler: p, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
-	log.Fatal(srv.ListenAndServe())
+	if *tlsCert == "" {
+		log.Fatal(srv.ListenAndServe())
+	}
+	srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+	srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){} // no HTTP/2
+	if *clientCA != "" {
+		pem, err := os.ReadFile(*clientCA)
+		if err != nil {
+			log.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		srv.TLSConfig.ClientCAs = pool
+		srv.TLSConfig.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	log.Fatal(srv.ListenAndServeTLS(*tlsCert, *tlsKey))
 }

@@ -29,11 +29,12 @@ var (
 	conns    = flag.Int("c", 64, "wrk connections")
 	threads  = flag.Int("t", 2, "wrk threads")
 	work     = flag.String("work", "", "work directory (default: a temp dir)")
-	only     = flag.String("only", "", "comma-separated sections to run: plain,mtls,reverse,intercept,latency,tokens,scale (default all)")
+	only     = flag.String("only", "", "comma-separated sections to run: plain,mtls,reverse,agent,intercept,latency,tokens,scale (default all)")
 	out      = flag.String("out", "", "also write the report (markdown) to this file")
 	abEnv    = flag.String("ab-env", "", "A/B: the plain section adds a row for an authgress (access log on) run with this extra environment, e.g. GOGC=200")
 	abBin    = flag.String("ab-bin", "", "A/B: the plain section adds a row for this authgress binary (access log on), e.g. one built from the previous commit")
 	profile  = flag.String("profile", "", "write CPU profiles of the authgress rows (first round) to this directory")
+	smokeBin = flag.String("smokescreen-bin", "", "the plain section adds a row for this smokescreen binary (stripe/smokescreen, built elsewhere), a forward proxy that cannot add a header")
 )
 
 func main() {
@@ -109,6 +110,11 @@ func (h *harness) run() error {
 			return err
 		}
 	}
+	if want("agent") {
+		if err := h.agentRows(); err != nil {
+			return err
+		}
+	}
 	if want("intercept") {
 		if err := h.interceptRows(); err != nil {
 			return err
@@ -141,7 +147,8 @@ func (h *harness) build() error {
 		return err
 	}
 	for name, pkg := range map[string]string{"authgress": "./cmd/authgress", "goproxy-bare": "./bench/goproxy-bare",
-		"tokenserver": "./bench/tokenserver", "idleconns": "./bench/idleconns", "tunnelload": "./bench/tunnelload", "reverse-bare": "./bench/reverse-bare"} {
+		"tokenserver": "./bench/tokenserver", "idleconns": "./bench/idleconns", "tunnelload": "./bench/tunnelload", "reverse-bare": "./bench/reverse-bare",
+		"nethttp-bare": "./bench/nethttp-bare"} {
 		bin := filepath.Join(h.dir, name)
 		cmd := exec.Command("go", "build", "-o", bin, pkg)
 		cmd.Dir, cmd.Stdout, cmd.Stderr = root, os.Stderr, os.Stderr
@@ -190,7 +197,11 @@ func (h *harness) stopAll() {
 	h.procs = nil
 }
 
-func waitHTTP(u, proxy string) error {
+// waitHTTP waits for u to answer 200 through proxy with an injected token
+// (any 200 without a proxy).
+func waitHTTP(u, proxy string) error { return waitFor(u, proxy, proxy != "") }
+
+func waitFor(u, proxy string, wantToken bool) error {
 	client := &http.Client{Timeout: time.Second}
 	if proxy != "" {
 		pu, _ := url.Parse(proxy)
@@ -202,7 +213,7 @@ func waitHTTP(u, proxy string) error {
 		if err == nil {
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode == 200 && strings.Contains(string(body), "auth=[Bearer ") || proxy == "" && resp.StatusCode == 200 {
+			if resp.StatusCode == 200 && (!wantToken || strings.Contains(string(body), "auth=[Bearer ")) {
 				return nil
 			}
 		}
@@ -248,6 +259,45 @@ func cpuTicks(pid int) float64 {
 	return total
 }
 
+// cpuMeter charges the CPU of one or more process trees (the processes of
+// a chain) to the requests of one measurement.
+type cpuMeter struct {
+	pids   []int
+	before []float64
+}
+
+func startCPU(pids []int) cpuMeter {
+	m := cpuMeter{pids: pids}
+	for _, p := range pids {
+		m.before = append(m.before, cpuTicks(p))
+	}
+	return m
+}
+
+// perRequest is the CPU in µs per request since startCPU, in total and
+// per process (nil when nothing is charged).
+func (m cpuMeter) perRequest(requests float64) (float64, []float64) {
+	if len(m.pids) == 0 || requests <= 0 {
+		return 0, nil
+	}
+	total, parts := 0.0, make([]float64, len(m.pids))
+	for i, p := range m.pids {
+		parts[i] = (cpuTicks(p) - m.before[i]) * 10000 / requests
+		total += parts[i]
+	}
+	return total, parts
+}
+
+// alive tells whether pid runs (exists and is not a zombie).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	return len(f) > 0 && f[0] != "Z"
+}
+
 // rssKB is the resident set of a process tree.
 func rssKB(pid int) int {
 	total := 0
@@ -270,8 +320,10 @@ func rssKB(pid int) int {
 
 // result is one wrk measurement.
 type result struct {
-	rps, p50, p99, cpuPerReq float64 // cpu in µs per request (0: not measured)
+	rps, p50, p99, cpuPerReq float64   // cpu in µs per request (0: not measured)
+	cpuParts                 []float64 // per charged process, when there are several
 	requests                 float64
+	resumed                  float64 // tunnelload: TLS handshakes that resumed a session
 	errors                   string
 }
 
@@ -294,8 +346,8 @@ func ms(v float64, unit string) float64 {
 }
 
 // wrk measures target: via a forward proxy (absolute-URI request line) when
-// proxy is set; pid (0: none) is the process whose CPU is charged.
-func (h *harness) wrk(target, proxy string, pid, c, t int, d time.Duration) (result, error) {
+// proxy is set; pids (none: nothing) are the processes whose CPU is charged.
+func (h *harness) wrk(target, proxy string, pids []int, c, t int, d time.Duration) (result, error) {
 	args := []string{fmt.Sprintf("-t%d", t), fmt.Sprintf("-c%d", c), fmt.Sprintf("-d%ds", int(d.Seconds())), "--latency"}
 	env := os.Environ()
 	endpoint := target
@@ -307,10 +359,7 @@ func (h *harness) wrk(target, proxy string, pid, c, t int, d time.Duration) (res
 		endpoint = proxy
 	}
 	args = append(args, endpoint)
-	before := 0.0
-	if pid != 0 {
-		before = cpuTicks(pid)
-	}
+	meter := startCPU(pids)
 	cmd := exec.Command("wrk", args...)
 	cmd.Env = env
 	outb, err := cmd.CombinedOutput()
@@ -333,9 +382,7 @@ func (h *harness) wrk(target, proxy string, pid, c, t int, d time.Duration) (res
 			r.p99 = ms(v, m[3])
 		}
 	}
-	if pid != 0 && r.requests > 0 {
-		r.cpuPerReq = (cpuTicks(pid) - before) * 10000 / r.requests
-	}
+	r.cpuPerReq, r.cpuParts = meter.perRequest(r.requests)
 	if m := non2xxRe.FindStringSubmatch(o); m != nil {
 		r.errors = m[1] + " non-2xx"
 	}
@@ -357,30 +404,38 @@ request = function() return wrk.format("GET", target) end
 type row struct {
 	name, target, proxy string
 	pid                 int
+	also                []int // more processes charged with pid (a chain of proxies)
 	results             []result
 	// tunnelload: drive the row with bench/tunnelload instead of wrk
 	// (wrk cannot CONNECT); ca is the root for its https targets.
 	tunnelload bool
 	ca         string
+	tunnelArgs []string // more tunnelload flags (-new, -resume)
 }
 
-// load runs one measurement of r.
-func (h *harness) load(r *row, pid, c, t int, d time.Duration) (result, error) {
+// charged is the processes whose CPU a measurement of r is charged with.
+func (r *row) charged() []int {
+	if r.pid == 0 {
+		return nil
+	}
+	return append([]int{r.pid}, r.also...)
+}
+
+// load runs one measurement of r, charging pids.
+func (h *harness) load(r *row, pids []int, c, t int, d time.Duration) (result, error) {
 	if r.tunnelload {
-		return h.tunnelLoad(r, pid, c, d)
+		return h.tunnelLoad(r, pids, c, d)
 	}
-	return h.wrk(r.target, r.proxy, pid, c, t, d)
+	return h.wrk(r.target, r.proxy, pids, c, t, d)
 }
 
-var tunnelRe = regexp.MustCompile(`requests=(\d+) rps=([\d.]+) p50=([\d.]+) p99=([\d.]+) errors=(\d+)`)
+var tunnelRe = regexp.MustCompile(`requests=(\d+) rps=([\d.]+) p50=([\d.]+) p99=([\d.]+) errors=(\d+) resumed=(\d+)`)
 
-func (h *harness) tunnelLoad(r *row, pid, c int, d time.Duration) (result, error) {
-	before := 0.0
-	if pid != 0 {
-		before = cpuTicks(pid)
-	}
-	out, err := exec.Command(h.bins["tunnelload"], "-proxy", strings.TrimPrefix(r.proxy, "http://"), "-target", r.target,
-		"-ca", r.ca, "-c", strconv.Itoa(c), "-d", d.String()).CombinedOutput()
+func (h *harness) tunnelLoad(r *row, pids []int, c int, d time.Duration) (result, error) {
+	meter := startCPU(pids)
+	args := append([]string{"-proxy", strings.TrimPrefix(r.proxy, "http://"), "-target", r.target,
+		"-ca", r.ca, "-c", strconv.Itoa(c), "-d", d.String()}, r.tunnelArgs...)
+	out, err := exec.Command(h.bins["tunnelload"], args...).CombinedOutput()
 	if err != nil {
 		return result{}, fmt.Errorf("tunnelload: %v\n%s", err, out)
 	}
@@ -393,12 +448,11 @@ func (h *harness) tunnelLoad(r *row, pid, c int, d time.Duration) (result, error
 	res.rps, _ = strconv.ParseFloat(m[2], 64)
 	res.p50, _ = strconv.ParseFloat(m[3], 64)
 	res.p99, _ = strconv.ParseFloat(m[4], 64)
+	res.resumed, _ = strconv.ParseFloat(m[6], 64)
 	if m[5] != "0" {
 		res.errors = m[5] + " failed"
 	}
-	if pid != 0 && res.requests > 0 {
-		res.cpuPerReq = (cpuTicks(pid) - before) * 10000 / res.requests
-	}
+	res.cpuPerReq, res.cpuParts = meter.perRequest(res.requests)
 	return res, nil
 }
 
@@ -423,7 +477,7 @@ func (r *row) med(f func(result) float64) float64 {
 // after a short warm-up of each.
 func (h *harness) measure(rows []*row, c, t int) error {
 	for _, r := range rows {
-		if _, err := h.load(r, 0, c, t, time.Second); err != nil {
+		if _, err := h.load(r, nil, c, t, time.Second); err != nil {
 			return err
 		}
 	}
@@ -433,7 +487,7 @@ func (h *harness) measure(rows []*row, c, t int) error {
 			if i == 0 {
 				prof = h.cpuProfile(r, c)
 			}
-			res, err := h.load(r, r.pid, c, t, *duration)
+			res, err := h.load(r, r.charged(), c, t, *duration)
 			if prof != nil {
 				<-prof
 			}
@@ -441,6 +495,11 @@ func (h *harness) measure(rows []*row, c, t int) error {
 				return err
 			}
 			r.results = append(r.results, res)
+			for _, pid := range r.charged() {
+				if !alive(pid) {
+					return fmt.Errorf("row %q: process %d has exited (its log is in %s)", r.name, pid, h.dir)
+				}
+			}
 			fmt.Fprintf(os.Stderr, "  round %d %-22s %8.0f req/s  p50 %6.2f ms  p99 %6.2f ms  cpu %6.1f µs/req %s\n", i+1, r.name, res.rps, res.p50, res.p99, res.cpuPerReq, res.errors)
 		}
 	}

@@ -32,9 +32,37 @@ const (
 	agRevLog     = "127.0.0.1:18103" // authgress's reverse listener to upPlain, access log on
 	agRevNoLog   = "127.0.0.1:18104" // the same, access log off
 	revBare      = "127.0.0.1:18092" // httputil.ReverseProxy to upPlain with a buffer pool
+	nethttpBare  = "127.0.0.1:18093" // net/http handler + http.Transport forward proxy
+	gpChain1     = "127.0.0.1:18095" // goproxy-bare, no header, upstream proxy gpChain2 over mTLS
+	gpChain2     = "127.0.0.1:18096" // goproxy-bare serving TLS with client certificates
+	agGateway    = "127.0.0.1:18106" // authgress gateway: via cluster "bench" (agAgent), access log on
+	agAgent      = "127.0.0.1:18107" // authgress agent ([server.tls], client_ca), access log on
+	smokescreen  = "127.0.0.1:18097" // stripe/smokescreen (-smokescreen-bin), loopback egress allowed
 	agAB         = "127.0.0.1:18105" // authgress, access log on, with -ab-env
 	tokenAddr    = "127.0.0.1:18400" // token endpoint, 1 h tokens
 )
+
+// fixedPorts are every address the harness listens on (the sections'
+// own included), checked free before anything starts.
+var fixedPorts = []string{upPlain, upMTLS, nginxRev, nginxRevMTLS, squidAddr, gpBare, gpBareMTLS, agLog, agNoLog,
+	agIntercept, agRevLog, agRevNoLog, revBare, agAB, tokenAddr, nethttpBare, gpChain1, gpChain2, agGateway, agAgent, smokescreen,
+	"127.0.0.1:18120", "127.0.0.1:18121", "127.0.0.1:18122", "127.0.0.1:18130",
+	"127.0.0.1:18410", "127.0.0.1:18411", "127.0.0.1:18412"}
+
+// checkPortsFree fails when one of the harness's addresses is taken, most
+// often by another benchmark run on this machine: the rows would measure
+// that run's processes (and charge the CPU of this run's, which could not
+// listen).
+func checkPortsFree() error {
+	for _, addr := range fixedPorts {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("%s is taken (another benchmark run on this machine?): %w", addr, err)
+		}
+		l.Close()
+	}
+	return nil
+}
 
 type pkiFiles struct{ ca, serverCert, serverKey, clientCert, clientKey string }
 
@@ -201,6 +229,9 @@ func (h *harness) authgress(name, config string, extraEnv ...string) (int, error
 var pids = map[string]int{}
 
 func (h *harness) startPeers(p pkiFiles) error {
+	if err := checkPortsFree(); err != nil {
+		return err
+	}
 	tls := fmt.Sprintf("ssl_certificate %s; ssl_certificate_key %s;", p.serverCert, p.serverKey)
 	if _, err := h.nginx("upstream", fmt.Sprintf(`
   server { listen %s; location / { default_type text/plain; return 200 "ok auth=[$http_authorization]\n"; } }
@@ -232,6 +263,7 @@ func (h *harness) startPeers(p pkiFiles) error {
 		"goproxy-bare":      {h.bins["goproxy-bare"], "-listen", gpBare},
 		"goproxy-bare-mtls": {h.bins["goproxy-bare"], "-listen", gpBareMTLS, "-cert", p.clientCert, "-key", p.clientKey, "-ca", p.ca},
 		"reverse-bare":      {h.bins["reverse-bare"], "-listen", revBare, "-upstream", "http://" + upPlain},
+		"nethttp-bare":      {h.bins["nethttp-bare"], "-listen", nethttpBare},
 	} {
 		cmd, err := h.start(name, args)
 		if err != nil {
@@ -259,12 +291,26 @@ func (h *harness) startPeers(p pkiFiles) error {
 	if pids["squid"], err = h.squid(); err != nil {
 		return err
 	}
+	if *smokeBin != "" {
+		// Its defaults, except the listener and an allowed range for the
+		// upstream: smokescreen refuses loopback and private destinations.
+		// No egress ACL file: every host is allowed. It logs a JSON line per
+		// request (to its log file here) and sends statsd metrics to
+		// 127.0.0.1:8200, where nothing listens.
+		host, port, _ := net.SplitHostPort(smokescreen)
+		cmd, err := h.start("smokescreen", []string{*smokeBin, "--listen-ip", host, "--listen-port", port, "--allow-range", "127.0.0.1/32"})
+		if err != nil {
+			return err
+		}
+		pids["smokescreen"] = cmd.Process.Pid
+	}
 	time.Sleep(500 * time.Millisecond)
 	checks := []struct{ target, proxy string }{
 		{"http://" + upPlain + "/", ""},
 		{"http://" + nginxRev + "/", ""},
 		{"http://" + nginxRevMTLS + "/", ""},
 		{"http://" + upPlain + "/", "http://" + gpBare},
+		{"http://" + upPlain + "/", "http://" + nethttpBare},
 		{"http://" + upMTLS + "/", "http://" + gpBareMTLS},
 		{"http://" + upPlain + "/", "http://" + agLog},
 		{"http://" + upMTLS + "/", "http://" + agLog},
@@ -273,6 +319,11 @@ func (h *harness) startPeers(p pkiFiles) error {
 		{"http://" + revBare + "/", ""},
 		{"http://" + agRevLog + "/", ""},
 		{"http://" + agRevNoLog + "/", ""},
+	}
+	if *smokeBin != "" {
+		if err := waitFor("http://"+upPlain+"/", "http://"+smokescreen, false); err != nil {
+			return fmt.Errorf("smokescreen: %w", err)
+		}
 	}
 	for _, c := range checks {
 		if err := waitHTTP(c.target, c.proxy); err != nil {

@@ -40,6 +40,7 @@ func (h *harness) header() {
 
 func (h *harness) plainRows() error {
 	h.printf("## Plain HTTP upstream (nginx), c=%d\n\n", *conns)
+	h.printf("`net/http forward bare` is `bench/nethttp-bare`: a net/http handler forwarding through one `http.Transport` with a static `Authorization` and pooled copy buffers, no goproxy: the floor of a forward proxy on net/http.\n\n")
 	target := "http://" + upPlain + "/"
 	direct := &row{name: "direct (no proxy)", target: target}
 	floor := &row{name: "goproxy-bare", target: target, proxy: "http://" + gpBare, pid: pids["goproxy-bare"]}
@@ -48,8 +49,12 @@ func (h *harness) plainRows() error {
 		{name: "authgress", target: target, proxy: "http://" + agLog, pid: pids["authgress"]},
 		{name: "authgress, access log off", target: target, proxy: "http://" + agNoLog, pid: pids["authgress-nolog"]},
 		floor,
+		{name: "net/http forward bare (no goproxy)", target: target, proxy: "http://" + nethttpBare, pid: pids["nethttp-bare"]},
 		{name: "nginx reverse, static header", target: "http://" + nginxRev + "/", pid: pids["nginx-reverse"]},
 		{name: "squid forward, static header", target: target, proxy: "http://" + squidAddr, pid: pids["squid"]},
+	}
+	if *smokeBin != "" {
+		rows = append(rows, &row{name: "smokescreen forward, no header", target: target, proxy: "http://" + smokescreen, pid: pids["smokescreen"]})
 	}
 	if *abEnv != "" || *abBin != "" {
 		name := "authgress, " + *abEnv
@@ -131,10 +136,8 @@ func (h *harness) interceptRows() error {
 	}
 	rssStart := rssKB(pid)
 	plain := &row{name: "plain http:// (absolute URI)", target: "http://" + upMTLS + "/", proxy: "http://" + agIntercept, pid: pid, tunnelload: true, ca: ca}
-	rows := []*row{
-		plain,
-		{name: "intercepted https:// (CONNECT, kept alive)", target: "https://" + upMTLS + "/", proxy: "http://" + agIntercept, pid: pid, tunnelload: true, ca: ca},
-	}
+	kept := &row{name: "intercepted https:// (CONNECT, kept alive)", target: "https://" + upMTLS + "/", proxy: "http://" + agIntercept, pid: pid, tunnelload: true, ca: ca}
+	rows := []*row{plain, kept}
 	if err := h.measure(rows, *conns, *threads); err != nil {
 		return err
 	}
@@ -152,7 +155,50 @@ func (h *harness) interceptRows() error {
 			r.med(rps)/plain.med(rps), r.med(cpu)/plain.med(cpu), errs)
 	}
 	h.printf("\n")
-	return h.heldTunnels(pid, ca, rssStart)
+	if err := h.heldTunnels(pid, ca, rssStart); err != nil {
+		return err
+	}
+	return h.newTunnels(pid, ca)
+}
+
+// newTunnels reports what a new intercepted tunnel costs: CONNECT, the TLS
+// handshake with the (already cached) leaf and the first request, measured
+// by tunnelload -new (every request on a tunnel of its own), against a
+// request on a kept-alive tunnel, interleaved on the same process. It runs
+// after heldTunnels, so that the churn of handshakes does not leave freed
+// heap for the held tunnels to reuse.
+func (h *harness) newTunnels(pid int, ca string) error {
+	kept := &row{name: "kept-alive tunnel, beside the new ones", target: "https://" + upMTLS + "/", proxy: "http://" + agIntercept, pid: pid, tunnelload: true, ca: ca}
+	rows := []*row{
+		{name: "new tunnel per request (CONNECT + full TLS handshake + GET)", target: kept.target, proxy: kept.proxy, pid: pid, tunnelload: true, ca: ca,
+			tunnelArgs: []string{"-new"}},
+		{name: "new tunnel per request, client keeps a TLS session cache", target: kept.target, proxy: kept.proxy, pid: pid, tunnelload: true, ca: ca,
+			tunnelArgs: []string{"-new", "-resume"}},
+	}
+	if err := h.measure(append([]*row{kept}, rows...), *conns, *threads); err != nil {
+		return err
+	}
+	h.printf("### A new intercepted tunnel, c=%d\n\n", *conns)
+	h.printf("A new tunnel per request: each of the %d clients opens a CONNECT, does a TLS handshake with authgress's leaf (minted before the run and cached), sends one GET and closes; latency is that of the whole. Without a session cache every handshake is a full one; the last row's client offers to resume (the column says how many handshakes did). The upstream connection (authgress → nginx) stays pooled.\n\n", *conns)
+	h.printf("| row | tunnels/s | p50 ms (setup + request) | p99 ms | authgress CPU µs per new tunnel | ÷ a kept-alive request | CPU of the setup (− a kept-alive request) µs | resumed handshakes | errors |\n|---|---|---|---|---|---|---|---|---|\n")
+	rps := func(x result) float64 { return x.rps }
+	cpu := func(x result) float64 { return x.cpuPerReq }
+	p50 := func(x result) float64 { return x.p50 }
+	p99 := func(x result) float64 { return x.p99 }
+	h.printf("| kept-alive tunnel (a request, measured in the same rounds) | %.0f req/s | %.2f | %.2f | %.1f per request | 1.00× | — | — | |\n", kept.med(rps), kept.med(p50), kept.med(p99), kept.med(cpu))
+	for _, r := range rows {
+		errs := ""
+		var tunnels, resumed float64
+		for _, x := range r.results {
+			errs = strings.TrimSpace(errs + " " + x.errors)
+			tunnels += x.requests
+			resumed += x.resumed
+		}
+		h.printf("| %s | %.0f | %.2f | %.2f | %.1f | %.1f× | %.1f | %.0f of %.0f | %s |\n", r.name, r.med(rps), r.med(p50), r.med(p99), r.med(cpu),
+			r.med(cpu)/kept.med(cpu), r.med(cpu)-kept.med(cpu), resumed, tunnels, errs)
+	}
+	h.printf("\n")
+	return nil
 }
 
 // heldTunnels: RSS of the intercepting authgress while it holds 1,000
@@ -256,7 +302,7 @@ func (h *harness) tokenLoad() error {
 			return err
 		}
 		d := 20 * time.Second
-		res, err := h.wrk("http://"+upPlain+"/", "http://"+listen, 0, 256, 2, d)
+		res, err := h.wrk("http://"+upPlain+"/", "http://"+listen, nil, 256, 2, d)
 		if err != nil {
 			return err
 		}
@@ -423,4 +469,108 @@ func (h *harness) scale() error {
 func mustRead(path string) string {
 	b, _ := os.ReadFile(path)
 	return string(b)
+}
+
+// agentRows: what one more hop costs, a gateway in front of an agent over
+// mTLS, against the same hop between two goproxy-bare. All rows go to the
+// plain upstream at c=conns; a chain's CPU is that of both processes.
+func (h *harness) agentRows() error {
+	h.printf("## Gateway → agent over mTLS: the added cost per hop, c=%d\n\n", *conns)
+	h.printf("The gateway is an authgress whose connection has `via` a cluster of one node (no credential of its own); the node is a second authgress with `[server.tls]` and `client_ca` (the agent listener), which injects the token and calls the plain upstream. The gateway presents a client certificate from the bench CA. The goproxy chain is the same shape: a first goproxy-bare (no header) whose `Tr.Proxy` is a second goproxy-bare serving TLS with client certificates (ALPN http/1.1), which sets the static header. Access log on in all three authgress processes. CPU of a chain is the sum of its two processes (gateway + agent, first + second).\n\n")
+	p := pkiFilesFrom(h.dir)
+	tokenURL := "http://" + tokenAddr + "/token"
+	agentPid, err := h.authgress("authgress-agent", authgressConfig(agAgent, tokenURL, p, true,
+		fmt.Sprintf("\n[server.tls]\ncert = %q\nkey = %q\nclient_ca = %q\n", p.serverCert, p.serverKey, p.ca)))
+	if err != nil {
+		return err
+	}
+	gwPid, err := h.authgress("authgress-gateway", fmt.Sprintf(`[server]
+listen = %q
+
+[log]
+access = true
+
+[profiles.agents]
+cert = %q
+key = %q
+ca = %q
+
+[clusters.bench]
+profile = "agents"
+nodes = [{ name = "a1", url = "https://%s" }]
+
+[connections.plain]
+hosts = [%q]
+via = "bench"
+allow_insecure = true
+`, agGateway, p.clientCert, p.clientKey, p.ca, agAgent, upPlain))
+	if err != nil {
+		return err
+	}
+	second, err := h.start("goproxy-bare-chain2", []string{h.bins["goproxy-bare"], "-listen", gpChain2,
+		"-tls-cert", p.serverCert, "-tls-key", p.serverKey, "-client-ca", p.ca})
+	if err != nil {
+		return err
+	}
+	first, err := h.start("goproxy-bare-chain1", []string{h.bins["goproxy-bare"], "-listen", gpChain1, "-token", "",
+		"-upstream-proxy", "https://" + gpChain2, "-cert", p.clientCert, "-key", p.clientKey, "-ca", p.ca})
+	if err != nil {
+		return err
+	}
+	target := "http://" + upPlain + "/"
+	for _, proxy := range []string{agGateway, gpChain1} {
+		if err := waitHTTP(target, "http://"+proxy); err != nil {
+			return err
+		}
+	}
+	agChain := &row{name: "authgress gateway → agent (mTLS)", target: target, proxy: "http://" + agGateway, pid: gwPid, also: []int{agentPid}}
+	agOne := &row{name: "authgress (one process)", target: target, proxy: "http://" + agLog, pid: pids["authgress"]}
+	gpChain := &row{name: "goproxy-bare → goproxy-bare (mTLS)", target: target, proxy: "http://" + gpChain1, pid: first.Process.Pid, also: []int{second.Process.Pid}}
+	gpOne := &row{name: "goproxy-bare (one process)", target: target, proxy: "http://" + gpBare, pid: pids["goproxy-bare"]}
+	rows := []*row{agChain, agOne, gpChain, gpOne}
+	if err := h.measure(rows, *conns, *threads); err != nil {
+		return err
+	}
+	rps := func(x result) float64 { return x.rps }
+	p50 := func(x result) float64 { return x.p50 }
+	p99 := func(x result) float64 { return x.p99 }
+	cpu := func(x result) float64 { return x.cpuPerReq }
+	h.printf("| row | req/s | p50 ms | p99 ms | CPU µs/req (all its processes) | per process (first, second) | errors |\n|---|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		parts := "—"
+		if len(r.also) > 0 {
+			var ps []string
+			for i := range 1 + len(r.also) {
+				ps = append(ps, fmt.Sprintf("%.1f", r.med(func(x result) float64 {
+					if i < len(x.cpuParts) {
+						return x.cpuParts[i]
+					}
+					return 0
+				})))
+			}
+			parts = strings.Join(ps, " + ")
+		}
+		errs := ""
+		for _, x := range r.results {
+			errs = strings.TrimSpace(errs + " " + x.errors)
+		}
+		h.printf("| %s | %.0f | %.3f | %.2f | %.1f | %s | %s |\n", r.name, r.med(rps), r.med(p50), r.med(p99), r.med(cpu), parts, errs)
+	}
+	h.printf("\nPer hop: the two-process row minus the one-process row (medians).\n\n")
+	h.printf("| | added CPU µs/req | added p50 ms | added p99 ms | req/s two ÷ one |\n|---|---|---|---|---|\n")
+	type hop struct{ cpu, p50, p99, rps float64 }
+	hopOf := func(two, one *row) hop {
+		return hop{two.med(cpu) - one.med(cpu), two.med(p50) - one.med(p50), two.med(p99) - one.med(p99), two.med(rps) / one.med(rps)}
+	}
+	ag, gp := hopOf(agChain, agOne), hopOf(gpChain, gpOne)
+	h.printf("| authgress: gateway → agent over mTLS | %+.1f | %+.3f | %+.2f | %.2f |\n", ag.cpu, ag.p50, ag.p99, ag.rps)
+	h.printf("| goproxy-bare → goproxy-bare over mTLS | %+.1f | %+.3f | %+.2f | %.2f |\n", gp.cpu, gp.p50, gp.p99, gp.rps)
+	ratio := func(a, b float64) string { // of two added costs: only when both are > 0
+		if a <= 0 || b <= 0 {
+			return "—"
+		}
+		return fmt.Sprintf("%.2f", a/b)
+	}
+	h.printf("| authgress hop ÷ goproxy hop | %s | %s | %s | — |\n\n", ratio(ag.cpu, gp.cpu), ratio(ag.p50, gp.p50), ratio(ag.p99, gp.p99))
+	return nil
 }

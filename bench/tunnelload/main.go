@@ -3,7 +3,13 @@
 // An https:// target goes through CONNECT (one tunnel per connection, kept
 // alive), an http:// target as absolute-URI requests — the same client code
 // for both, so the two rows compare the proxy, not the load generators. wrk
-// cannot send CONNECT. Prints one line: requests=N rps=X p50=ms p99=ms errors=E.
+// cannot send CONNECT. Prints one line: requests=N rps=X p50=ms p99=ms
+// errors=E resumed=R (R: requests whose TLS handshake resumed a session).
+//
+// With -new, every request gets a connection of its own (no keep-alive): for
+// an https:// target a new CONNECT, a new TLS handshake through it and the
+// request; the latency is that of the whole. The client keeps no TLS
+// session cache unless -resume is set, so each handshake is a full one.
 //
 // With -hold, it instead opens c connections (tunnels), sends one request on
 // each, prints "open=N failed=F" once all are done, and keeps them open (idle,
@@ -11,6 +17,7 @@
 // per held tunnel is measured from outside meanwhile.
 //
 //	tunnelload -proxy 127.0.0.1:18102 -target https://127.0.0.1:18443/ -ca ca.pem -c 64 -d 5s
+//	tunnelload -proxy 127.0.0.1:18102 -target https://127.0.0.1:18443/ -ca ca.pem -c 64 -d 5s -new [-resume]
 //	tunnelload -proxy 127.0.0.1:18102 -target https://127.0.0.1:18443/ -ca ca.pem -c 1000 -hold 3s
 package main
 
@@ -36,6 +43,8 @@ func main() {
 	c := flag.Int("c", 64, "connections")
 	d := flag.Duration("d", 5*time.Second, "duration")
 	hold := flag.Duration("hold", 0, "open -c tunnels, one request each, and hold them this long (no load)")
+	fresh := flag.Bool("new", false, "a new connection (for https, a new tunnel and TLS handshake) for every request")
+	resume := flag.Bool("resume", false, "with -new: keep a TLS session cache per client, so handshakes may resume")
 	flag.Parse()
 	roots := x509.NewCertPool()
 	if *caFile != "" {
@@ -57,22 +66,27 @@ func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), *d)
 	defer cancel()
 	var (
-		mu     sync.Mutex
-		lat    []time.Duration
-		errors int
-		wg     sync.WaitGroup
+		mu      sync.Mutex
+		lat     []time.Duration
+		errors  int
+		resumed int
+		wg      sync.WaitGroup
 	)
 	start := time.Now()
 	for i := 0; i < *c; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			// One transport per goroutine: one connection (one tunnel) each.
+			// One transport per goroutine: one connection (one tunnel) each,
+			// or with -new one per request.
 			tr := &http.Transport{Proxy: http.ProxyURL(pu), TLSClientConfig: &tls.Config{RootCAs: roots},
-				MaxIdleConnsPerHost: 1, DisableCompression: true}
+				MaxIdleConnsPerHost: 1, DisableCompression: true, DisableKeepAlives: *fresh}
+			if *resume {
+				tr.TLSClientConfig.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+			}
 			defer tr.CloseIdleConnections()
 			var mine []time.Duration
-			bad := 0
+			bad, res := 0, 0
 			for ctx.Err() == nil {
 				t0 := time.Now()
 				req, _ := http.NewRequestWithContext(ctx, "GET", *target, nil)
@@ -90,10 +104,14 @@ func main() {
 					continue
 				}
 				mine = append(mine, time.Since(t0))
+				if resp.TLS != nil && resp.TLS.DidResume {
+					res++
+				}
 			}
 			mu.Lock()
 			lat = append(lat, mine...)
 			errors += bad
+			resumed += res
 			mu.Unlock()
 		}()
 	}
@@ -106,7 +124,7 @@ func main() {
 		}
 		return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000
 	}
-	fmt.Printf("requests=%d rps=%.1f p50=%.3f p99=%.3f errors=%d\n", len(lat), float64(len(lat))/elapsed.Seconds(), pct(0.50), pct(0.99), errors)
+	fmt.Printf("requests=%d rps=%.1f p50=%.3f p99=%.3f errors=%d resumed=%d\n", len(lat), float64(len(lat))/elapsed.Seconds(), pct(0.50), pct(0.99), errors, resumed)
 }
 
 // holdOpen opens n connections through the proxy (at most 50 handshakes at
