@@ -243,3 +243,39 @@ func TestInterceptServesHTTP2(t *testing.T) {
 		t.Fatalf("h2 request for another authority: %d", resp.StatusCode)
 	}
 }
+
+// A client that comes back in a new tunnel resumes its TLS session: every
+// tunnel has its own tls.Config, and they share the session-ticket keys.
+func TestInterceptTunnelsResumeTLSSessions(t *testing.T) {
+	up, i := newUpstream(t), newIDP(t)
+	text, roots := interceptConfig(t, "")
+	h := newHarness(t, text, up, i)
+	pu, _ := url.Parse(h.url)
+	resumed := make([]bool, 3)
+	cache := tls.NewLRUClientSessionCache(8)
+	for n := range resumed {
+		var state tls.ConnectionState
+		tr := &http.Transport{
+			Proxy:             http.ProxyURL(pu),
+			TLSClientConfig:   &tls.Config{RootCAs: roots, ClientSessionCache: cache},
+			DisableKeepAlives: true, // a new tunnel per request
+		}
+		c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+		resp, err := c.Get("https://" + up.hostPort() + "/v1/items")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.TLS != nil {
+			state = *resp.TLS
+		}
+		resumed[n] = state.DidResume
+		if resp.StatusCode != 200 || resp.Header.Get("X-Seen-Authorization") != "Bearer tok-1" {
+			t.Fatalf("tunnel %d: %d, upstream saw %q", n, resp.StatusCode, resp.Header.Get("X-Seen-Authorization"))
+		}
+	}
+	if resumed[0] || !resumed[1] || !resumed[2] {
+		t.Errorf("resumed per tunnel = %v, want [false true true]", resumed)
+	}
+}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -93,11 +94,7 @@ func (h *Handler) intercept(x *exchange, r *http.Request) {
 	if buf.Reader.Buffered() > 0 { // the client sent its ClientHello without waiting
 		client = &bufferedConn{Conn: conn, r: buf.Reader}
 	}
-	tc := tls.Server(client, &tls.Config{
-		Certificates: []tls.Certificate{*leaf},
-		NextProtos:   []string{"h2", "http/1.1"},
-		MinVersion:   tls.VersionTLS12,
-	})
+	tc := tls.Server(client, h.tunnels.tlsConfig(leaf))
 	ctx, cancel := context.WithTimeout(r.Context(), tlsHandshakeTimeout)
 	err = tc.HandshakeContext(ctx)
 	cancel()
@@ -138,6 +135,39 @@ type Tunnels struct {
 	servers map[*http.Server]struct{}
 	lean    *h1.Server // nil until the first HTTP/1.1 tunnel
 	closed  bool
+
+	// Session tickets shared by every tunnel, so a returning client
+	// resumes its TLS session (each tunnel has its own tls.Config, whose
+	// automatic keys would be its own). Rotated daily; a ticket stays
+	// good for a day after its key is replaced.
+	tickets   [][32]byte
+	ticketsAt time.Time
+}
+
+// ticketRotation is how long a session-ticket key encrypts new tickets.
+const ticketRotation = 24 * time.Hour
+
+// tlsConfig is the server side of an intercepted tunnel with leaf.
+func (t *Tunnels) tlsConfig(leaf *tls.Certificate) *tls.Config {
+	cfg := &tls.Config{
+		Certificates: []tls.Certificate{*leaf},
+		NextProtos:   []string{"h2", "http/1.1"},
+		MinVersion:   tls.VersionTLS12,
+	}
+	t.mu.Lock()
+	if len(t.tickets) == 0 || time.Since(t.ticketsAt) > ticketRotation {
+		var k [32]byte
+		if _, err := rand.Read(k[:]); err == nil {
+			t.tickets = append([][32]byte{k}, t.tickets[:min(len(t.tickets), 1)]...)
+			t.ticketsAt = time.Now()
+		}
+	}
+	keys := t.tickets
+	t.mu.Unlock()
+	if len(keys) > 0 {
+		cfg.SetSessionTicketKeys(keys)
+	}
+	return cfg
 }
 
 // NewTunnels returns an empty registry.
