@@ -47,7 +47,98 @@ func BenchmarkForwardFakeUpstream(b *testing.B) {
 	b.Run("access_log", func(b *testing.B) { benchForward(b, host, true) })
 }
 
+// BenchmarkForwardOverTheWire is the forward path as a client sees it:
+// absolute-URI GETs on one kept-alive connection to the engine's listener
+// (the server half included), to the fake upstream, access log on. The
+// client writes the same bytes and reads the answers without allocating,
+// so allocs/op are the whole proxy's: server, wrapper, pipeline, upstream
+// client. /net_http is the same with AUTHGRESS_SERVER=net/http.
+func BenchmarkForwardOverTheWire(b *testing.B) {
+	host := fakeUpstream(b)
+	b.Run("h1", func(b *testing.B) { benchWire(b, host) })
+	b.Run("net_http", func(b *testing.B) {
+		b.Setenv("AUTHGRESS_SERVER", "net/http")
+		benchWire(b, host)
+	})
+}
+
+func benchWire(b *testing.B, host string) {
+	eng := benchEngine(b, host, true)
+	if err := eng.Start(); err != nil {
+		b.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", eng.ProxyAddr())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	req := []byte("GET http://" + host + "/v1/items HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: bench\r\n\r\n")
+	br := bufio.NewReader(conn)
+	one := func() {
+		if _, err := conn.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		status, length := "", -1
+		for {
+			line, err := br.ReadSlice('\n')
+			if err != nil {
+				b.Fatal(err)
+			}
+			if status == "" {
+				status = string(line[9:12]) // constant strings: no allocation
+				if !bytes.HasPrefix(line, []byte("HTTP/1.1 200 ")) {
+					b.Fatalf("answer %q", line)
+				}
+				continue
+			}
+			if len(line) <= 2 {
+				break
+			}
+			if v, ok := bytes.CutPrefix(line, []byte("Content-Length: ")); ok {
+				length = 0
+				for _, c := range bytes.TrimSpace(v) {
+					length = length*10 + int(c-'0')
+				}
+			}
+		}
+		if length < 0 {
+			b.Fatal("no Content-Length")
+		}
+		if _, err := br.Discard(length); err != nil {
+			b.Fatal(err)
+		}
+	}
+	one()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for n := 0; n < b.N; n++ {
+		one()
+	}
+}
+
 func benchForward(b *testing.B, host string, access bool) {
+	eng := benchEngine(b, host, access)
+	target := "http://" + host + "/v1/items"
+	run := func() {
+		// A cancellable context per request, as net/http's server gives.
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		req := httptest.NewRequestWithContext(ctx, "GET", target, nil)
+		req.RequestURI = target
+		w := &discardWriter{h: http.Header{}}
+		eng.ServeHTTP(w, req)
+	}
+	run()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for n := 0; n < b.N; n++ {
+		run()
+	}
+}
+
+// benchEngine is an engine with one connection to host and its forward
+// listener on a free port (not started).
+func benchEngine(b *testing.B, host string, access bool) *Engine {
 	i := newIDP(b)
 	c := loadConfig(b, `
 [log]
@@ -69,23 +160,8 @@ allow_insecure = true
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer eng.Close()
-	target := "http://" + host + "/v1/items"
-	run := func() {
-		// A cancellable context per request, as net/http's server gives.
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		req := httptest.NewRequestWithContext(ctx, "GET", target, nil)
-		req.RequestURI = target
-		w := &discardWriter{h: http.Header{}}
-		eng.ServeHTTP(w, req)
-	}
-	run()
-	b.ReportAllocs()
-	b.ResetTimer()
-	for n := 0; n < b.N; n++ {
-		run()
-	}
+	b.Cleanup(eng.Close)
+	return eng
 }
 
 // fakeUpstream serves keep-alive connections with one canned response per

@@ -533,7 +533,7 @@ func (c *serverConn) readRequest(lastMethod string) (*http.Request, error) {
 	if req.ProtoAtLeast(1, 1) && hosts == 0 && req.Method != http.MethodConnect {
 		return nil, statusError{http.StatusBadRequest, "missing required Host header"}
 	}
-	if hosts > 1 || hosts == 1 && !httpguts.ValidHostHeader(host) {
+	if hosts > 1 || hosts == 1 && !validHost(host, req.Host) {
 		return nil, statusError{http.StatusBadRequest, "malformed Host header"}
 	}
 	for k, vv := range req.Header {
@@ -570,7 +570,7 @@ func numLeadingCRorLF(v []byte) (n int) {
 // "Host:" in any case; continuation lines start with a space and never
 // count. http.ReadRequest has accepted the header, so its lines are
 // well formed.
-func hostLines(b []byte) (n int, first string) {
+func hostLines(b []byte) (n int, first []byte) {
 	i := bytes.IndexByte(b, '\n') // the request line
 	for i >= 0 && i+1 < len(b) {
 		line := b[i+1:]
@@ -580,7 +580,7 @@ func hostLines(b []byte) (n int, first string) {
 		j := bytes.IndexByte(line, '\n')
 		if len(line) >= 5 && (line[0]|0x20) == 'h' && (line[1]|0x20) == 'o' && (line[2]|0x20) == 's' && (line[3]|0x20) == 't' && line[4] == ':' {
 			if n++; n == 1 && j >= 0 {
-				first = textproto.TrimString(string(bytes.TrimSuffix(line[5:j], []byte("\r"))))
+				first = bytes.Trim(line[5:j], " \t\r")
 			}
 		}
 		if j < 0 {
@@ -589,6 +589,15 @@ func hostLines(b []byte) (n int, first string) {
 		i += 1 + j
 	}
 	return n, first
+}
+
+// validHost is httpguts.ValidHostHeader of b, without a copy when b is
+// known (an origin-form request's Host is the header's value).
+func validHost(b []byte, known string) bool {
+	if string(b) == known {
+		return httpguts.ValidHostHeader(known)
+	}
+	return httpguts.ValidHostHeader(string(b))
 }
 
 // answerBadRequest writes the answer to a request that could not be read
@@ -1142,15 +1151,18 @@ func sortStrings(a []string) {
 
 func writeStatusLine(bw *bufio.Writer, code int) {
 	_, _ = bw.WriteString("HTTP/1.1 ")
-	var b [3]byte
-	b[0], b[1], b[2] = byte('0'+code/100%10), byte('0'+code/10%10), byte('0'+code%10)
-	_, _ = bw.Write(b[:])
+	digits := func() {
+		_ = bw.WriteByte(byte('0' + code/100%10))
+		_ = bw.WriteByte(byte('0' + code/10%10))
+		_ = bw.WriteByte(byte('0' + code%10))
+	}
+	digits()
 	_ = bw.WriteByte(' ')
 	if text := http.StatusText(code); text != "" {
 		_, _ = bw.WriteString(text)
 	} else {
 		_, _ = bw.WriteString("status code ")
-		_, _ = bw.Write(b[:])
+		digits()
 	}
 	_, _ = bw.WriteString("\r\n")
 }
