@@ -4,7 +4,7 @@
 # a bare goproxy floor, a token endpoint and helpers, starts everything on
 # 127.0.0.1 and prints the tables (also written to bench/results/latest.md).
 #   bench/run.sh                       # everything (~10 minutes)
-#   bench/run.sh -only plain,latency   # sections: plain, mtls, reverse, agent, intercept, latency, tokens, scale
+#   bench/run.sh -only plain,latency   # sections: plain, mtls, reverse, agent, intercept, latency, openloop, tokens, scale
 #   bench/run.sh -rounds 5 -d 10s
 set -euo pipefail
 cd "$(dirname "$0")/.."

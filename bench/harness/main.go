@@ -29,7 +29,7 @@ var (
 	conns    = flag.Int("c", 64, "wrk connections")
 	threads  = flag.Int("t", 2, "wrk threads")
 	work     = flag.String("work", "", "work directory (default: a temp dir)")
-	only     = flag.String("only", "", "comma-separated sections to run: plain,mtls,reverse,agent,intercept,latency,tokens,scale (default all)")
+	only     = flag.String("only", "", "comma-separated sections to run: plain,mtls,reverse,agent,intercept,latency,openloop,tokens,scale (default all)")
 	out      = flag.String("out", "", "also write the report (markdown) to this file")
 	abEnv    = flag.String("ab-env", "", "A/B: the plain section adds a row for an authgress (access log on) run with this extra environment, e.g. GOGC=200")
 	abBin    = flag.String("ab-bin", "", "A/B: the plain section adds a row for this authgress binary (access log on), e.g. one built from the previous commit")
@@ -122,6 +122,11 @@ func (h *harness) run() error {
 	}
 	if want("latency") {
 		if err := h.latencyRows(); err != nil {
+			return err
+		}
+	}
+	if want("openloop") {
+		if err := h.openloopRows(); err != nil {
 			return err
 		}
 	}
