@@ -3,7 +3,7 @@
 # nginx and squid (Debian packages, as root) when missing, builds authgress,
 # a bare goproxy floor, a token endpoint and helpers, starts everything on
 # 127.0.0.1 and prints the tables (also written to bench/results/latest.md).
-#   bench/run.sh                       # everything (~10 minutes)
+#   bench/run.sh                       # everything (~12 minutes)
 #   bench/run.sh -only plain,latency   # sections: plain, mtls, reverse, agent, intercept, latency, openloop, tokens, scale
 #   bench/run.sh -rounds 5 -d 10s
 set -euo pipefail
