@@ -566,10 +566,11 @@ func numLeadingCRorLF(v []byte) (n int) {
 }
 
 // hostLines counts the Host lines of the request header at the start of b
-// and returns the first one's value. A line counts when it starts with
-// "Host:" in any case; continuation lines start with a space and never
-// count. http.ReadRequest has accepted the header, so its lines are
-// well formed.
+// and returns the first one's value as textproto reads it: continuation
+// lines (obs-fold) joined to it with a space. A line counts when it starts
+// with "Host:" in any case; continuation lines start with a space or a tab
+// and never count. http.ReadRequest has accepted the header, so its lines
+// are well formed.
 func hostLines(b []byte) (n int, first []byte) {
 	i := bytes.IndexByte(b, '\n') // the request line
 	for i >= 0 && i+1 < len(b) {
@@ -578,17 +579,33 @@ func hostLines(b []byte) (n int, first []byte) {
 			break // the end of the header
 		}
 		j := bytes.IndexByte(line, '\n')
-		if len(line) >= 5 && (line[0]|0x20) == 'h' && (line[1]|0x20) == 'o' && (line[2]|0x20) == 's' && (line[3]|0x20) == 't' && line[4] == ':' {
-			if n++; n == 1 && j >= 0 {
-				first = bytes.Trim(line[5:j], " \t\r")
-			}
-		}
 		if j < 0 {
 			break
+		}
+		if len(line) >= 5 && (line[0]|0x20) == 'h' && (line[1]|0x20) == 'o' && (line[2]|0x20) == 's' && (line[3]|0x20) == 't' && line[4] == ':' {
+			if n++; n == 1 {
+				first = headerLineValue(line[5:j])
+				for rest := line[j+1:]; len(rest) > 0 && (rest[0] == ' ' || rest[0] == '\t'); {
+					e := bytes.IndexByte(rest, '\n')
+					if e < 0 {
+						break
+					}
+					folded := append(append(append([]byte(nil), first...), ' '), headerLineValue(rest[:e])...)
+					first = bytes.TrimLeft(folded, " \t")
+					rest = rest[e+1:]
+				}
+			}
 		}
 		i += 1 + j
 	}
 	return n, first
+}
+
+// headerLineValue trims a header line's text as textproto does: the CR of
+// its CRLF, then spaces and tabs at both ends.
+func headerLineValue(v []byte) []byte {
+	v = bytes.TrimSuffix(v, []byte("\r"))
+	return bytes.Trim(v, " \t")
 }
 
 // validHost is httpguts.ValidHostHeader of b, without a copy when b is
