@@ -546,12 +546,46 @@ func (c *serverConn) readRequest(lastMethod string) (*http.Request, error) {
 			}
 		}
 	}
-	if expect := req.Header.Get("Expect"); expect != "" && !strings.EqualFold(expect, "100-continue") {
+	if expect := req.Header.Get("Expect"); expect != "" && !hasToken(expect, "100-continue") {
 		return nil, statusError{http.StatusExpectationFailed, "unsupported Expect header"}
 	}
 	req.RemoteAddr = c.remote
 	req.TLS = c.tls
 	return req, nil
+}
+
+// hasToken reports whether v holds token (ASCII) in any case, between
+// the ends of v, spaces, commas and tabs: net/http's test for
+// "100-continue" in Expect, which accepts "100-continue, foo".
+func hasToken(v, token string) bool {
+	for i := 0; i+len(token) <= len(v); i++ {
+		if (i == 0 || isTokenBoundary(v[i-1])) && (i+len(token) == len(v) || isTokenBoundary(v[i+len(token)])) &&
+			asciiEqualFold(v[i:i+len(token)], token) {
+			return true
+		}
+	}
+	return false
+}
+
+func isTokenBoundary(b byte) bool { return b == ' ' || b == ',' || b == '\t' }
+
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 func numLeadingCRorLF(v []byte) (n int) {
@@ -681,7 +715,7 @@ func (c *serverConn) serveRequest(connCtx context.Context, req *http.Request) bo
 	var rb *reqBody
 	if req.Body != nil && req.Body != http.NoBody {
 		rb = &reqBody{rc: req.Body, w: w}
-		rb.expect = req.ProtoAtLeast(1, 1) && req.ContentLength != 0 && strings.EqualFold(req.Header.Get("Expect"), "100-continue")
+		rb.expect = req.ProtoAtLeast(1, 1) && req.ContentLength != 0 && hasToken(req.Header.Get("Expect"), "100-continue")
 		req.Body = rb
 		w.body = rb
 	}

@@ -645,6 +645,17 @@ func TestServerExpectContinue(t *testing.T) {
 			t.Fatalf("next: %q", a.body)
 		}
 	})
+	t.Run("in a list", func(t *testing.T) {
+		c := dial(t, ts.addr)
+		c.send(strings.Replace(fmt.Sprintf(hdr, "/read"), "100-continue", "foo, 100-Continue", 1))
+		if a := c.read("POST"); a.StatusCode != 100 {
+			t.Fatalf("first answer %d, want 100", a.StatusCode)
+		}
+		c.send("hello")
+		if a := c.read("POST"); a.StatusCode != 200 || a.body != "hello <nil>" {
+			t.Fatalf("%d %q", a.StatusCode, a.body)
+		}
+	})
 	t.Run("not read", func(t *testing.T) {
 		c := dial(t, ts.addr)
 		c.send(fmt.Sprintf(hdr, "/deny"))
@@ -723,11 +734,15 @@ func rawStatus(t *testing.T, addr, raw string) (int, string) {
 	t.Helper()
 	c := dial(t, addr)
 	go func() { _, _ = io.WriteString(c.Conn, raw) }() // a big header may not be read whole
-	a, err := c.tryRead("GET")
-	if err != nil {
-		return 0, err.Error()
+	for {
+		a, err := c.tryRead("GET")
+		if err != nil {
+			return 0, err.Error()
+		}
+		if a.StatusCode != http.StatusContinue {
+			return a.StatusCode, a.body
+		}
 	}
-	return a.StatusCode, a.body
 }
 
 func TestServerBadRequests(t *testing.T) {
@@ -774,6 +789,9 @@ func TestServerBadRequests(t *testing.T) {
 		{"HTTP/3.0", "GET / HTTP/3.0\r\nHost: x\r\n\r\n", 505},
 		{"HTTP/0.9", "GET /\r\n\r\n", 400},
 		{"Expect: something else", "POST / HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\nContent-Length: 1\r\n\r\nx", 417},
+		{"Expect: a list with 100-continue", "POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue, foo\r\nContent-Length: 1\r\n\r\nx", 200},
+		{"Expect: 100-Continue later in a list", "POST / HTTP/1.1\r\nHost: x\r\nExpect: foo,100-Continue\r\nContent-Length: 1\r\n\r\nx", 200},
+		{"Expect: 100-continue as a prefix", "POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continuex\r\nContent-Length: 1\r\n\r\nx", 417},
 		{"Expect on a bodyless request", "GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n", 200},
 		{"header too large", "GET / HTTP/1.1\r\nHost: x\r\nA: " + strings.Repeat("a", 8<<10) + "\r\n\r\n", 431},
 		{"many headers too large", "GET / HTTP/1.1\r\nHost: x\r\n" + strings.Repeat("A: b\r\n", 2000) + "\r\n", 431},
