@@ -660,7 +660,7 @@ func (c *serverConn) answerBadRequest(err error) {
 	switch {
 	case errors.Is(err, errTooLarge):
 		status, body = http.StatusRequestHeaderFieldsTooLarge, "431 Request Header Fields Too Large"
-	case strings.Contains(err.Error(), "unsupported transfer encoding"):
+	case fmt.Sprintf("%T", err) == "*http.unsupportedTEError": // "unsupported transfer encoding", "too many transfer encodings"
 		status, body = http.StatusNotImplemented, "Unsupported transfer encoding"
 	case isCommonNetReadError(err):
 		return
