@@ -740,12 +740,40 @@ func (c *serverConn) serveRequest(connCtx context.Context, req *http.Request) bo
 	}
 	w.finish()
 	if rb != nil {
-		if w.closeAfter {
+		if w.closeAfter && !rb.sawEOF.Load() {
+			c.closeLingering()
+		} else if w.closeAfter {
 			_ = c.rwc.Close() // wakes a read of the body still in flight
 		}
 		rb.close()
 	}
 	return !w.closeAfter && !c.s.closed.Load()
+}
+
+// rstAvoidanceDelay is how long a connection closed with a request body
+// unread lingers (net/http's figure).
+const rstAvoidanceDelay = 500 * time.Millisecond
+
+// closeLingering closes a connection whose client may still be sending a
+// body the handler did not read. Closing a socket with unread bytes sends a
+// reset, which can destroy the answer before the client reads it; so the
+// write side is shut first (the client sees the answer's end) and what
+// arrives is read and dropped until the client closes or rstAvoidanceDelay
+// passes (RFC 9112 section 9.6). The deadline also wakes a read of the body
+// still in flight.
+func (c *serverConn) closeLingering() {
+	if cw, ok := c.rwc.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = c.rwc.SetReadDeadline(time.Now().Add(rstAvoidanceDelay))
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
+	for {
+		if _, err := c.rwc.Read(*buf); err != nil {
+			break
+		}
+	}
+	_ = c.rwc.Close()
 }
 
 // startBackgroundRead starts the read that notices a client going away,

@@ -694,6 +694,34 @@ func TestServerUnreadBody(t *testing.T) {
 	}
 }
 
+// A client still sending a body the handler refused without reading gets
+// the answer, not a reset: the server stops writing and lingers before it
+// closes (net/http's closeWriteAndWait).
+func TestServerUnreadBigBody(t *testing.T) {
+	ts := startServer(t, handle(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/some" {
+			_, _ = io.ReadFull(r.Body, make([]byte, 100))
+		}
+		http.Error(w, "refused", http.StatusForbidden)
+	}))
+	body := make([]byte, 8<<20)
+	for i := range 10 {
+		path := []string{"/none", "/some"}[i%2]
+		tr := &http.Transport{}
+		resp, err := (&http.Client{Transport: tr}).Post("http://"+ts.addr+path, "application/octet-stream", bytes.NewReader(body))
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		tr.CloseIdleConnections()
+		if resp.StatusCode != http.StatusForbidden || !resp.Close || string(b) != "refused\n" {
+			t.Fatalf("%s: %d close=%v %q", path, resp.StatusCode, resp.Close, b)
+		}
+	}
+	waitFor(t, "the connections' end", func() bool { return len(ts.connList()) == 0 })
+}
+
 func TestServerBodyAfterHandler(t *testing.T) {
 	bodies := make(chan io.ReadCloser, 1)
 	ts := startServer(t, handle(func(w http.ResponseWriter, r *http.Request) {
