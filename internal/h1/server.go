@@ -882,14 +882,26 @@ type response struct {
 	chunked       bool
 	noBody        bool // HEAD, 1xx, 204, 304
 	closeAfter    bool
-	handlerDone   bool // guarded by c.mu
+	late          http.Header // the handler's copy of the header after WriteHeader
+	handlerDone   bool        // guarded by c.mu
 	err           error
 
 	continueMu   sync.Mutex // orders 100 Continue before the header
 	continueSent bool
 }
 
-func (w *response) Header() http.Header { return w.c.header }
+// Header is the header to send until WriteHeader; after it, a copy whose
+// changes are not sent, as with net/http.
+func (w *response) Header() http.Header {
+	if w.late != nil {
+		return w.late
+	}
+	if w.status != 0 && !w.committed {
+		w.late = w.c.header.Clone()
+		return w.late
+	}
+	return w.c.header
+}
 
 func (w *response) WriteHeader(code int) {
 	if w.status != 0 || w.c.hijacked {
@@ -1157,6 +1169,9 @@ func (w *response) commit() {
 		} else {
 			w.closeAfter = true
 		}
+	}
+	if w.chunked || w.contentLength < 0 {
+		h.Del("Content-Length") // one the handler put in the map after WriteHeader
 	}
 	if httpguts.HeaderValuesContainsToken(h["Connection"], "close") {
 		w.closeAfter = true

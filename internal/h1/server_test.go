@@ -1453,6 +1453,19 @@ func TestServerResponseBytes(t *testing.T) {
 			w.Header().Set("Content-Type", "text/plain")
 			w.Header().Set("Content-Length", "42")
 		}, false},
+		{"header changed after WriteHeader", "GET", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteHeader(http.StatusAccepted)
+			w.Header().Set("X-Late", "1")
+			w.Header().Del("Content-Type")
+			_, _ = io.WriteString(w, "body")
+		}, false},
+		{"length set after WriteHeader", "GET", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteHeader(http.StatusOK)
+			w.Header().Set("Content-Length", "5")
+			_, _ = io.WriteString(w, strings.Repeat("z", 3000))
+		}, false},
 		{"304 with validators", "GET", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Etag", `"x"`)
 			w.WriteHeader(304)
@@ -1525,6 +1538,21 @@ func canonicalAnswer(raw string) (string, bool) {
 			out.WriteString(rest)
 			return out.String(), sorted
 		}
+	}
+}
+
+// The framing is decided once: a Content-Length put in the header after
+// WriteHeader, through a map taken before it, is not sent beside chunked.
+func TestServerLateContentLength(t *testing.T) {
+	ts := startServer(t, handle(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		w.WriteHeader(http.StatusOK)
+		h.Set("Content-Length", "5")
+		_, _ = io.WriteString(w, strings.Repeat("z", 3000))
+	}))
+	raw := rawAnswer(t, ts.addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	if !strings.Contains(raw, "Transfer-Encoding: chunked\r\n") || strings.Contains(raw, "Content-Length") {
+		t.Errorf("want chunked and no Content-Length: %.200q", raw)
 	}
 }
 
