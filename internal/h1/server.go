@@ -947,7 +947,7 @@ func (w *response) writeInformational(code int) {
 	defer w.continueMu.Unlock()
 	bw := w.c.bw
 	writeStatusLine(bw, code)
-	w.writeHeaderLines(bw)
+	w.writeHeaderLines(bw, true)
 	_, _ = bw.WriteString("\r\n")
 	w.err = bw.Flush()
 }
@@ -1173,6 +1173,13 @@ func (w *response) commit() {
 	if w.chunked || w.contentLength < 0 {
 		h.Del("Content-Length") // one the handler put in the map after WriteHeader
 	}
+	if w.status < 200 || w.status == http.StatusNoContent || w.status == http.StatusNotModified {
+		// what net/http leaves out of answers that cannot have a body
+		h.Del("Content-Length")
+		if w.status == http.StatusNotModified {
+			h.Del("Content-Type")
+		}
+	}
 	if httpguts.HeaderValuesContainsToken(h["Connection"], "close") {
 		w.closeAfter = true
 	}
@@ -1187,7 +1194,7 @@ func (w *response) commit() {
 	}
 	bw := c.bw
 	writeStatusLine(bw, w.status)
-	w.writeHeaderLines(bw)
+	w.writeHeaderLines(bw, false)
 	if _, ok := h["Date"]; !ok {
 		_, _ = bw.Write(*c.s.date.Load())
 	}
@@ -1204,8 +1211,8 @@ func (w *response) commit() {
 
 // writeHeaderLines writes the header in key order, as net/http does: names
 // that are not valid tokens are left out, line breaks in values become
-// spaces.
-func (w *response) writeHeaderLines(bw *bufio.Writer) {
+// spaces; a 1xx answer (informational) has no framing lines.
+func (w *response) writeHeaderLines(bw *bufio.Writer, informational bool) {
 	h := w.c.header
 	keys := w.c.keys[:0]
 	for k := range h {
@@ -1214,7 +1221,7 @@ func (w *response) writeHeaderLines(bw *bufio.Writer) {
 	sortStrings(keys)
 	w.c.keys = keys
 	for _, k := range keys {
-		if !httpguts.ValidHeaderFieldName(k) {
+		if !httpguts.ValidHeaderFieldName(k) || informational && (k == "Content-Length" || k == "Transfer-Encoding") {
 			continue
 		}
 		for _, v := range h[k] {

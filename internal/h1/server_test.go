@@ -1466,6 +1466,23 @@ func TestServerResponseBytes(t *testing.T) {
 			w.Header().Set("Content-Length", "5")
 			_, _ = io.WriteString(w, strings.Repeat("z", 3000))
 		}, false},
+		{"204 with own length", "GET", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "0")
+			w.WriteHeader(204)
+		}, false},
+		{"304 with length and type", "GET", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "1234")
+			w.Header().Set("Content-Type", "text/html")
+			w.Header().Set("Etag", `"v1"`)
+			w.WriteHeader(304)
+		}, false},
+		{"103 with a length set", "GET", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "5")
+			w.Header().Set("Content-Type", "text/plain")
+			w.Header().Set("Link", "</a>")
+			w.WriteHeader(http.StatusEarlyHints)
+			_, _ = io.WriteString(w, "hello")
+		}, false},
 		{"304 with validators", "GET", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Etag", `"x"`)
 			w.WriteHeader(304)
