@@ -1772,6 +1772,7 @@ func TestServerTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	release := make(chan struct{})
 	lg := &logBuf{}
 	s := &Server{
 		ErrorLog: log.New(lg, "", 0),
@@ -1779,6 +1780,9 @@ func TestServerTLS(t *testing.T) {
 			if r.TLS == nil {
 				http.Error(w, "no TLS", 500)
 				return
+			}
+			if r.URL.Path == "/slow" {
+				<-release
 			}
 			names := []string{}
 			for _, c := range r.TLS.PeerCertificates {
@@ -1826,6 +1830,39 @@ func TestServerTLS(t *testing.T) {
 	_ = resp.Body.Close()
 	if want := " [] " + addr; string(b) != want {
 		t.Errorf("%q, want %q", b, want)
+	}
+	// the background read over TLS: a request pipelined behind a slow one
+	tc, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pki.pool, ServerName: "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tc.Close() })
+	tcl := &client{t: t, Conn: tc, br: bufio.NewReader(tc)}
+	tcl.send(getReq("/slow"))
+	var sc *serverConn
+	waitFor(t, "the background read", func() bool {
+		for _, c := range s.connList() {
+			c.mu.Lock()
+			in := c.inRead
+			c.mu.Unlock()
+			if in {
+				sc = c
+				return true
+			}
+		}
+		return false
+	})
+	tcl.send(getReq("/next"))
+	waitFor(t, "the background byte", func() bool {
+		sc.mu.Lock()
+		defer sc.mu.Unlock()
+		return sc.hasByte
+	})
+	close(release)
+	for range 2 {
+		if a := tcl.read("GET"); a.body != " [] x" { // no SNI for an IP address
+			t.Errorf("%q", a.body)
+		}
 	}
 	// a handshake that fails is logged and closed
 	c := dial(t, addr)
