@@ -746,6 +746,123 @@ func TestServerUnreadBigBody(t *testing.T) {
 	waitFor(t, "the connections' end", func() bool { return len(ts.connList()) == 0 })
 }
 
+// A proxy reads the request body on another goroutine (the upstream
+// request's) while the handler writes the answer.
+func TestServerBodyOnAnotherGoroutine(t *testing.T) {
+	type result struct {
+		body []byte
+		err  error
+	}
+	readDone := make(chan result, 1)
+	ts := startServer(t, handle(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != "POST" {
+			return
+		}
+		got := make(chan []byte, 1)
+		answered := make(chan struct{})
+		go func() {
+			if r.URL.Path == "/answer" {
+				<-answered
+			}
+			b, err := io.ReadAll(r.Body)
+			got <- b
+			readDone <- result{b, err}
+		}()
+		switch r.URL.Path {
+		case "/return": // the handler does not wait for the reader
+			return
+		case "/reading": // the answer begins once the body is being read (after 100 Continue)
+			rw := w.(*response)
+			waitFor(t, "the body's read", func() bool {
+				rw.continueMu.Lock()
+				defer rw.continueMu.Unlock()
+				return rw.body.read.Load() && (r.Header.Get("Expect") == "" || rw.continueSent)
+			})
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, "answer while reading;")
+		w.(http.Flusher).Flush()
+		close(answered)
+		b := <-got
+		_, _ = fmt.Fprintf(w, " read %d bytes", len(b))
+	}))
+	for _, tt := range []struct {
+		name, path string
+		expect     bool
+		readErr    error
+		keep       bool
+	}{
+		{"reading", "/reading", false, nil, true},
+		{"reading, 100-continue", "/reading", true, nil, true},
+		// The answer began before the body's read: the body is not
+		// drained, and with Expect: 100-continue no longer read.
+		{"answer first, 100-continue", "/answer", true, http.ErrBodyReadAfterClose, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := dial(t, ts.addr)
+			hdr := "POST " + tt.path + " HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n"
+			if tt.expect {
+				hdr += "Expect: 100-continue\r\n"
+			}
+			c.send(hdr + "\r\n")
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			resp, err := http.ReadResponse(c.br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.expect == (tt.readErr == nil) {
+				if resp.StatusCode != 100 {
+					t.Fatalf("%d, want 100 Continue", resp.StatusCode)
+				}
+				if resp, err = http.ReadResponse(c.br, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			first := make([]byte, len("answer while reading;"))
+			if _, err := io.ReadFull(resp.Body, first); err != nil {
+				t.Fatalf("%q %v", first, err)
+			}
+			if tt.readErr == nil {
+				c.send("0123456789")
+			}
+			rest, _ := io.ReadAll(resp.Body)
+			if res := <-readDone; res.err != tt.readErr {
+				t.Fatalf("body read: %v, want %v", res.err, tt.readErr)
+			}
+			if want := map[bool]string{true: " read 10 bytes", false: " read 0 bytes"}[tt.readErr == nil]; string(rest) != want {
+				t.Errorf("%q, want %q", rest, want)
+			}
+			if resp.Close == tt.keep {
+				t.Errorf("Connection: close %v, want %v", resp.Close, !tt.keep)
+			}
+			if tt.keep {
+				c.send(getReq("/"))
+				c.read("GET")
+			} else {
+				c.expectClosed()
+			}
+		})
+	}
+	t.Run("handler returns first", func(t *testing.T) {
+		c := dial(t, ts.addr)
+		c.send("POST /return HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234")
+		a := c.read("POST")
+		if !a.Close {
+			t.Error("the connection is kept with a body being read")
+		}
+		c.send("56789")
+		select {
+		case res := <-readDone: // the read in flight may end with the body or with an error
+			if res.err == nil && string(res.body) != "0123456789" {
+				t.Errorf("body read after the handler returned: %q", res.body)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the body read after the handler returned did not end")
+		}
+	})
+}
+
 func TestServerBodyAfterHandler(t *testing.T) {
 	bodies := make(chan io.ReadCloser, 1)
 	ts := startServer(t, handle(func(w http.ResponseWriter, r *http.Request) {
