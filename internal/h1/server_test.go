@@ -2056,3 +2056,117 @@ func BenchmarkServerGET(b *testing.B) {
 func BenchmarkServerGETNetHTTP(b *testing.B) {
 	benchServe(b, startStd(b, benchHandler))
 }
+
+// stallConn is a server-side connection whose writes block once stalled,
+// as on a socket whose client stopped reading: until release, or until
+// the write deadline (crypto/tls gives its close_notify alert 5 s).
+type stallConn struct {
+	net.Conn
+	stalled  atomic.Bool
+	blocked  chan struct{} // a write is blocked (closed once)
+	once     sync.Once
+	release  chan struct{}
+	mu       sync.Mutex
+	deadline time.Time
+}
+
+func (c *stallConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.deadline = t
+	c.mu.Unlock()
+	return c.Conn.SetWriteDeadline(t)
+}
+
+func (c *stallConn) SetDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.deadline = t
+	c.mu.Unlock()
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *stallConn) Write(p []byte) (int, error) {
+	if c.stalled.Load() {
+		c.once.Do(func() { close(c.blocked) })
+		c.mu.Lock()
+		dl := c.deadline
+		c.mu.Unlock()
+		var expire <-chan time.Time
+		if !dl.IsZero() {
+			expire = time.After(time.Until(dl))
+		}
+		select {
+		case <-c.release:
+		case <-expire:
+			return 0, os.ErrDeadlineExceeded
+		}
+	}
+	return c.Conn.Write(p)
+}
+
+// stallListener makes each accepted connection a TLS server over a
+// stallConn, and hands the stallConns to the test.
+type stallListener struct {
+	net.Listener
+	cfg     *tls.Config
+	release chan struct{}
+	conns   chan *stallConn
+}
+
+func (l *stallListener) Accept() (net.Conn, error) {
+	raw, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	sc := &stallConn{Conn: raw, blocked: make(chan struct{}), release: l.release}
+	l.conns <- sc
+	return tls.Server(sc, l.cfg), nil
+}
+
+// Closing a TLS connection sends an alert, which blocks while the client
+// does not read; the watchdog closing an idle one must not stop the
+// server meanwhile (accepting, other timeouts).
+func TestServerTimeoutCloseDoesNotStall(t *testing.T) {
+	pki := newTestPKI(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl := &stallListener{Listener: ln, cfg: &tls.Config{Certificates: []tls.Certificate{pki.server}},
+		release: make(chan struct{}), conns: make(chan *stallConn, 10)}
+	s := &Server{Handler: echo, IdleTimeout: 200 * time.Millisecond, ErrorLog: log.New(io.Discard, "", 0)}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(sl) }()
+	t.Cleanup(func() {
+		close(sl.release)
+		_ = s.Close()
+		<-served
+	})
+	tlsDial := func() *client {
+		start := time.Now()
+		tc, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", ln.Addr().String(),
+			&tls.Config{RootCAs: pki.pool, ServerName: "127.0.0.1"})
+		if err != nil {
+			t.Fatalf("TLS handshake: %v after %v", err, time.Since(start))
+		}
+		t.Cleanup(func() { _ = tc.Close() })
+		return &client{t: t, Conn: tc, br: bufio.NewReader(tc)}
+	}
+	a := tlsDial()
+	a.send(getReq("/a"))
+	a.read("GET")
+	sa := <-sl.conns
+	sa.stalled.Store(true) // the client stops reading
+	select {
+	case <-sa.blocked: // the idle timeout's close is sending its alert
+	case <-time.After(5 * time.Second):
+		t.Fatal("the idle connection was not closed")
+	}
+	b := tlsDial()
+	_ = b.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := io.WriteString(b.Conn, getReq("/b")); err != nil {
+		t.Fatalf("a new connection while an idle one is closed: %v", err)
+	}
+	if a, err := b.tryRead("GET"); err != nil || a.body != "GET /b " {
+		t.Fatalf("a new connection while an idle one is closed: %v", err)
+	}
+}
