@@ -138,13 +138,24 @@ func (s *Server) connList() []*serverConn {
 // waitFor polls cond, for state that no channel reports.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
+	if !poll(t, what, cond) {
+		t.FailNow()
+	}
+}
+
+// poll is waitFor for a handler's goroutine: it reports a timeout with
+// Errorf and returns false.
+func poll(t testing.TB, what string, cond func() bool) bool {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			t.Errorf("timed out waiting for %s", what)
+			return false
 		}
 		time.Sleep(time.Millisecond)
 	}
+	return true
 }
 
 // client is a raw connection to a server under test.
@@ -773,7 +784,7 @@ func TestServerBodyOnAnotherGoroutine(t *testing.T) {
 			return
 		case "/reading": // the answer begins once the body is being read (after 100 Continue)
 			rw := w.(*response)
-			waitFor(t, "the body's read", func() bool {
+			poll(t, "the body's read", func() bool {
 				rw.continueMu.Lock()
 				defer rw.continueMu.Unlock()
 				return rw.body.read.Load() && (r.Header.Get("Expect") == "" || rw.continueSent)
@@ -1288,7 +1299,7 @@ func TestServerHijack(t *testing.T) {
 		if r.URL.Path == "/slow" || r.Host == "slow:443" {
 			// the background read runs and takes the tunnel's first byte
 			cs := w.(*response).c
-			waitFor(t, "the background byte", func() bool {
+			poll(t, "the background byte", func() bool {
 				cs.mu.Lock()
 				defer cs.mu.Unlock()
 				return cs.hasByte
@@ -1867,6 +1878,7 @@ func newTestPKI(t testing.TB) *testPKI {
 			KeyUsage:     x509.KeyUsageDigitalSignature,
 			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
 			IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+			DNSNames:     []string{"proxy.test"},
 		}
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
 		if err != nil {
@@ -1923,7 +1935,6 @@ func TestServerTLS(t *testing.T) {
 	})
 	addr := ln.Addr().String()
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.pool, Certificates: []tls.Certificate{pki.client}, ServerName: "proxy.test"}}
-	tr.TLSClientConfig.InsecureSkipVerify = true // the certificate is for 127.0.0.1, the SNI is a name
 	t.Cleanup(tr.CloseIdleConnections)
 	for range 2 {
 		resp, err := (&http.Client{Transport: tr}).Get("https://" + addr + "/")
