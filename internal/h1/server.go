@@ -521,7 +521,7 @@ func (c *serverConn) readRequest(lastMethod string) (*http.Request, error) {
 		c.scratch = nil
 	}
 	if err != nil {
-		if c.limitHit {
+		if c.limitHit || c.limit <= 0 { // net/http: the limit reached, whatever the error
 			return nil, errTooLarge
 		}
 		return nil, err

@@ -975,6 +975,10 @@ func TestServerBadRequests(t *testing.T) {
 		{"Expect: 100-continue as a prefix", "POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continuex\r\nContent-Length: 1\r\n\r\nx", 417},
 		{"Expect on a bodyless request", "GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n", 200},
 		{"header too large", "GET / HTTP/1.1\r\nHost: x\r\nA: " + strings.Repeat("a", 8<<10) + "\r\n\r\n", 431},
+		// An error in a line that ends within the limit, in a header that
+		// goes past it: net/http answers 431 when the limit was reached.
+		{"header too large, bad line inside", "GET / HTTP/1.1\r\nHost: x\r\nA: " + strings.Repeat("a", 4470) + "\x7f\r\nB: " + strings.Repeat("b", 2000) + "\r\n\r\n", 431},
+		{"header within the limit, bad line", "GET / HTTP/1.1\r\nHost: x\r\nA: " + strings.Repeat("a", 4470) + "\x7f\r\n\r\n", 400},
 		{"many headers too large", "GET / HTTP/1.1\r\nHost: x\r\n" + strings.Repeat("A: b\r\n", 2000) + "\r\n", 431},
 		{"garbage request line", "GARBAGE\r\n\r\n", 400},
 		{"no version", "GET / \r\nHost: x\r\n\r\n", 400},
