@@ -504,8 +504,9 @@ func (c *serverConn) readRequest(lastMethod string) (*http.Request, error) {
 		maxHeader = http.DefaultMaxHeaderBytes
 	}
 	if lastMethod == http.MethodPost {
-		// RFC 7230 section 3: tolerate a CRLF after a POST body.
-		peek, _ := c.br.Peek(2)
+		// RFC 7230 section 3: tolerate a CRLF after a POST body (up to
+		// 4 CR or LF bytes, as net/http).
+		peek, _ := c.br.Peek(4)
 		if n := numLeadingCRorLF(peek); n > 0 {
 			_, _ = c.br.Discard(n)
 		}
