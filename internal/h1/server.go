@@ -947,7 +947,7 @@ func (w *response) writeInformational(code int) {
 	w.continueMu.Lock()
 	defer w.continueMu.Unlock()
 	bw := w.c.bw
-	writeStatusLine(bw, code)
+	writeStatusLine(bw, w.req.ProtoAtLeast(1, 1), code)
 	w.writeHeaderLines(bw, true)
 	_, _ = bw.WriteString("\r\n")
 	w.err = bw.Flush()
@@ -1194,7 +1194,7 @@ func (w *response) commit() {
 		h.Set("Connection", "close")
 	}
 	bw := c.bw
-	writeStatusLine(bw, w.status)
+	writeStatusLine(bw, w.req.ProtoAtLeast(1, 1), w.status)
 	w.writeHeaderLines(bw, false)
 	if _, ok := h["Date"]; !ok {
 		_, _ = bw.Write(*c.s.date.Load())
@@ -1251,8 +1251,14 @@ func sortStrings(a []string) {
 	}
 }
 
-func writeStatusLine(bw *bufio.Writer, code int) {
-	_, _ = bw.WriteString("HTTP/1.1 ")
+// writeStatusLine writes the status line in the request's version, as
+// net/http does: HTTP/1.0 to HTTP/1.0 requests.
+func writeStatusLine(bw *bufio.Writer, is11 bool, code int) {
+	if is11 {
+		_, _ = bw.WriteString("HTTP/1.1 ")
+	} else {
+		_, _ = bw.WriteString("HTTP/1.0 ")
+	}
 	digits := func() {
 		_ = bw.WriteByte(byte('0' + code/100%10))
 		_ = bw.WriteByte(byte('0' + code/10%10))
