@@ -1165,10 +1165,10 @@ func (w *response) commit() {
 	}
 	if !w.req.ProtoAtLeast(1, 1) && !w.closeAfter {
 		// HTTP/1.0 that asked for keep-alive (else req.Close is set).
-		if w.contentLength >= 0 || w.noBody {
-			h.Set("Connection", "keep-alive")
-		} else {
+		if w.contentLength < 0 && !w.noBody {
 			w.closeAfter = true
+		} else if _, ok := h["Connection"]; !ok {
+			h.Set("Connection", "keep-alive") // unless the handler said something
 		}
 	}
 	if w.chunked || w.contentLength < 0 {
@@ -1184,14 +1184,16 @@ func (w *response) commit() {
 	if httpguts.HeaderValuesContainsToken(h["Connection"], "close") {
 		w.closeAfter = true
 	}
-	if w.closeAfter && w.req.ProtoAtLeast(1, 1) {
-		h.Set("Connection", "close")
-	} else if w.closeAfter {
-		h.Del("Connection")
-	}
-	if c.s.closed.Load() && !w.closeAfter {
+	if c.s.closed.Load() {
 		w.closeAfter = true
-		h.Set("Connection", "close")
+	}
+	if w.closeAfter && !hasToken(h.Get("Connection"), "close") {
+		// as net/http: Connection: close, or for HTTP/1.0 nothing (the
+		// default), unless the handler's Connection says close
+		h.Del("Connection")
+		if w.req.ProtoAtLeast(1, 1) {
+			h.Set("Connection", "close")
+		}
 	}
 	bw := c.bw
 	writeStatusLine(bw, w.req.ProtoAtLeast(1, 1), w.status)

@@ -350,6 +350,65 @@ func TestServerConnectionClose(t *testing.T) {
 	}
 }
 
+// Whether a connection is kept after an answer, and the answer's
+// Connection header, as net/http decides them from the request's
+// Connection header (its tokens may be separated by spaces too).
+func TestServerConnectionHeaderVsNetHTTP(t *testing.T) {
+	h := handle(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/nolength" {
+			_, _ = io.WriteString(w, "x")
+			w.(http.Flusher).Flush()
+			return
+		}
+		if r.URL.Path == "/handler-close" {
+			w.Header().Set("Connection", "close")
+		}
+		_, _ = io.WriteString(w, "x")
+	})
+	std := startStd(t, h)
+	lean := startServer(t, h)
+	outcome := func(addr, req string) string {
+		c := dial(t, addr)
+		var raw bytes.Buffer
+		c.br = bufio.NewReader(io.TeeReader(c.Conn, &raw))
+		c.send(req + getReq("/next"))
+		a := c.read("GET")
+		head, _, _ := strings.Cut(raw.String(), "\r\n\r\n")
+		conn := "none"
+		for _, line := range strings.Split(head, "\r\n") {
+			if v, ok := strings.CutPrefix(line, "Connection: "); ok {
+				conn = v
+			}
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err := http.ReadResponse(c.br, nil)
+		return fmt.Sprintf("%s Connection=%q next=%v", a.Proto, conn, err == nil)
+	}
+	for _, tt := range []struct{ proto, conn, path string }{
+		{"HTTP/1.1", "", "/"},
+		{"HTTP/1.1", "close", "/"},
+		{"HTTP/1.1", "Close", "/"},
+		{"HTTP/1.1", "keep-alive, close", "/"},
+		{"HTTP/1.1", "closed", "/"},
+		{"HTTP/1.1", "", "/handler-close"},
+		{"HTTP/1.0", "", "/"},
+		{"HTTP/1.0", "keep-alive", "/"},
+		{"HTTP/1.0", "Keep-Alive", "/"},
+		{"HTTP/1.0", "keep-alive", "/nolength"},
+		{"HTTP/1.0", "keep-alive", "/handler-close"},
+		{"HTTP/1.0", "keep-alived", "/"},
+	} {
+		req := "GET " + tt.path + " " + tt.proto + "\r\nHost: x\r\n"
+		if tt.conn != "" {
+			req += "Connection: " + tt.conn + "\r\n"
+		}
+		req += "\r\n"
+		if want, got := outcome(std, req), outcome(lean.addr, req); got != want {
+			t.Errorf("%s Connection: %q %s: h1 %s, net/http %s", tt.proto, tt.conn, tt.path, got, want)
+		}
+	}
+}
+
 func TestServerHTTP10UnknownLength(t *testing.T) {
 	ts := startServer(t, handle(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "part one ")
@@ -1549,10 +1608,9 @@ func TestServerResponseBytes(t *testing.T) {
 		name   string
 		method string
 		h      func(w http.ResponseWriter, r *http.Request)
-		only11 bool // for HTTP/1.0, h1 leaves out a handler's Connection: close, net/http keeps it
 	}{
-		{"empty", "GET", func(w http.ResponseWriter, r *http.Request) {}, false},
-		{"empty HEAD", "HEAD", func(w http.ResponseWriter, r *http.Request) {}, false},
+		{"empty", "GET", func(w http.ResponseWriter, r *http.Request) {}},
+		{"empty HEAD", "HEAD", func(w http.ResponseWriter, r *http.Request) {}},
 		{"sorted keys", "GET", func(w http.ResponseWriter, r *http.Request) {
 			h := w.Header()
 			h.Set("Zeta", "z")
@@ -1561,7 +1619,7 @@ func TestServerResponseBytes(t *testing.T) {
 			h.Set("Content-Type", "text/plain")
 			h.Set("Mid", "m")
 			_, _ = io.WriteString(w, "body")
-		}, false},
+		}},
 		{"invalid names dropped", "GET", func(w http.ResponseWriter, r *http.Request) {
 			h := w.Header()
 			h["Bad Name"] = []string{"x"}
@@ -1571,37 +1629,42 @@ func TestServerResponseBytes(t *testing.T) {
 			h[""] = []string{"x"}
 			h["Good"] = []string{"y"}
 			h.Set("Content-Type", "text/plain")
-		}, false},
+		}},
 		{"no Date", "GET", func(w http.ResponseWriter, r *http.Request) {
 			w.Header()["Date"] = nil
 			w.Header().Set("Content-Type", "text/plain")
-		}, false},
+		}},
 		{"own Date", "GET", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Date", "yesterday")
-		}, false},
+		}},
 		{"103 then 200", "GET", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Link", "</style.css>; rel=preload")
 			w.WriteHeader(http.StatusEarlyHints)
 			w.Header().Set("Content-Type", "text/plain")
 			w.WriteHeader(http.StatusOK)
 			_, _ = io.WriteString(w, "final")
-		}, false},
+		}},
 		{"two 1xx", "GET", func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusProcessing)
 			w.Header().Set("Link", "</a>")
 			w.WriteHeader(http.StatusEarlyHints)
 			w.WriteHeader(http.StatusNoContent)
-		}, false},
-		{"unknown status", "GET", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(299) }, false},
-		{"status 999", "GET", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(999) }, false},
+		}},
+		{"unknown status", "GET", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(299) }},
+		{"status 999", "GET", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(999) }},
 		{"status 404 with body", "GET", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain")
 			w.WriteHeader(404)
 			_, _ = io.WriteString(w, "not here")
-		}, false},
+		}},
 		{"handler's Connection: close", "GET", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Connection", "close")
-		}, true},
+		}},
+		{"handler's Connection with close", "GET", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Connection", "foo, close")
+			w.Header().Set("Content-Type", "text/plain")
+			_, _ = io.WriteString(w, "body")
+		}},
 		{"chunked", "GET", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain")
 			_, _ = io.WriteString(w, "one")
@@ -1609,63 +1672,60 @@ func TestServerResponseBytes(t *testing.T) {
 			_, _ = io.WriteString(w, strings.Repeat("x", 5000))
 			_, _ = io.WriteString(w, "")
 			_, _ = io.WriteString(w, "end")
-		}, false},
+		}},
 		{"flush with nothing", "GET", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain")
 			w.(http.Flusher).Flush()
-		}, false},
+		}},
 		{"big, own length", "GET", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain")
 			w.Header().Set("Content-Length", "10000")
 			_, _ = io.WriteString(w, strings.Repeat("y", 10000))
-		}, false},
+		}},
 		{"HEAD with own length", "HEAD", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain")
 			w.Header().Set("Content-Length", "42")
-		}, false},
+		}},
 		{"header changed after WriteHeader", "GET", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain")
 			w.WriteHeader(http.StatusAccepted)
 			w.Header().Set("X-Late", "1")
 			w.Header().Del("Content-Type")
 			_, _ = io.WriteString(w, "body")
-		}, false},
+		}},
 		{"length set after WriteHeader", "GET", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain")
 			w.WriteHeader(http.StatusOK)
 			w.Header().Set("Content-Length", "5")
 			_, _ = io.WriteString(w, strings.Repeat("z", 3000))
-		}, false},
+		}},
 		{"204 with own length", "GET", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Length", "0")
 			w.WriteHeader(204)
-		}, false},
+		}},
 		{"304 with length and type", "GET", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Length", "1234")
 			w.Header().Set("Content-Type", "text/html")
 			w.Header().Set("Etag", `"v1"`)
 			w.WriteHeader(304)
-		}, false},
+		}},
 		{"103 with a length set", "GET", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Length", "5")
 			w.Header().Set("Content-Type", "text/plain")
 			w.Header().Set("Link", "</a>")
 			w.WriteHeader(http.StatusEarlyHints)
 			_, _ = io.WriteString(w, "hello")
-		}, false},
+		}},
 		{"304 with validators", "GET", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Etag", `"x"`)
 			w.WriteHeader(304)
-		}, false},
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			std := startStd(t, handle(tt.h))
 			lean := startServer(t, handle(tt.h))
 			for _, proto := range []string{"HTTP/1.1", "HTTP/1.0"} {
-				if proto == "HTTP/1.0" && tt.only11 {
-					continue
-				}
 				req := tt.method + " / " + proto + "\r\nHost: x\r\nConnection: close\r\n\r\n"
 				stdRaw := rawAnswer(t, std, req)
 				leanRaw := rawAnswer(t, lean.addr, req)
