@@ -712,7 +712,14 @@ func (c *serverConn) serveRequest(connCtx context.Context, req *http.Request) bo
 
 	w := &response{c: c, req: req, contentLength: -1}
 	clear(c.header)
-	w.closeAfter = req.Close || c.s.closed.Load()
+	// net/http's reading of Connection (tokens between spaces or commas):
+	// HTTP/1.1 closes on close, HTTP/1.0 is kept on keep-alive.
+	if conn := req.Header.Get("Connection"); req.ProtoAtLeast(1, 1) {
+		w.closeAfter = req.Close || hasToken(conn, "close")
+	} else {
+		w.closeAfter = !hasToken(conn, "keep-alive")
+	}
+	w.closeAfter = w.closeAfter || c.s.closed.Load()
 	var rb *reqBody
 	if req.Body != nil && req.Body != http.NoBody {
 		rb = &reqBody{rc: req.Body, w: w}
@@ -1164,7 +1171,7 @@ func (w *response) commit() {
 		}
 	}
 	if !w.req.ProtoAtLeast(1, 1) && !w.closeAfter {
-		// HTTP/1.0 that asked for keep-alive (else req.Close is set).
+		// HTTP/1.0 that asked for keep-alive
 		if w.contentLength < 0 && !w.noBody {
 			w.closeAfter = true
 		} else if _, ok := h["Connection"]; !ok {
