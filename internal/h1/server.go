@@ -25,28 +25,40 @@ import (
 // (http.ReadRequest) and the request checks net/http's server adds to it
 // (one valid Host, valid header names and values, HTTP/1.x only, Expect),
 // and writes responses in net/http's wire format. It is what the proxy's
-// listeners use instead of http.Server; the admin and broker listeners,
-// and requests inside intercepted tunnels, stay on http.Server.
+// ways in use instead of http.Server (forward, agent and reverse
+// listeners, HTTP/1.1 inside intercepted tunnels); the admin and broker
+// listeners, and h2 tunnels, stay on http.Server. FuzzServerVsNetHTTP
+// sends the same bytes to both and compares what the handlers see.
 //
 // What it does differently, and why:
 //
 //   - Timeouts are kept by one watchdog goroutine per server (a tick of
-//     100 ms, or a quarter of a shorter timeout), which closes connections
+//     100 ms, or a quarter of a shorter timeout), which ends connections
 //     whose header or idle deadline has passed. net/http changes the
 //     socket's read deadline several times per request; here a request
 //     stores two numbers. A timeout takes effect up to a tick late.
 //   - A client that goes away is noticed by a read in the background, as
-//     net/http does, but that read starts only once a request has run for
-//     a tick with its body read: net/http starts a goroutine, a read and
-//     two deadline changes for every request, the most expensive part of
-//     its server on a proxy's short requests. A client that disconnects
-//     during a fast request is noticed when the answer is written.
+//     net/http does, but that read is started by the watchdog, for a
+//     request still running at a tick with its body read: net/http starts
+//     a goroutine, a read and two deadline changes for every request, the
+//     most expensive part of its server on a proxy's short requests. So a
+//     client that leaves while its request runs is noticed within about a
+//     tick; one that leaves during a fast request, when the answer is
+//     written.
 //   - A request body the handler did not start reading is not drained to
-//     keep the connection: the answer says Connection: close. A body being
-//     read when the handler returns is not drained either (another
-//     goroutine may hold it): the connection closes after the answer.
-//   - No Content-Type is guessed for a response that has none: a proxy
-//     passes what the upstream said.
+//     keep the connection: the answer says Connection: close (and the rest
+//     of the body is read and dropped for up to 500 ms, so the client sees
+//     the answer rather than a reset). A body being read when the handler
+//     returns is not drained either (another goroutine may hold it): the
+//     connection closes after the answer.
+//   - No Content-Type is guessed for a response that has none, and a HEAD
+//     answer gets no computed Content-Length: a proxy passes what the
+//     upstream said.
+//   - Smaller things: trailers are not sent; a CR or LF in a header value
+//     becomes one space (net/http: one space each); "PRI * HTTP/2.0" is
+//     answered 505 and "OPTIONS *" goes to the handler; bytes of a
+//     pipelined request already buffered count against MaxHeaderBytes;
+//     ReadFrom stops at a declared Content-Length.
 //
 // The answers to requests that cannot be parsed (400, 431, 501, 505, 417)
 // are written by BadRequest, so the proxy can give them its error shape.
@@ -1128,9 +1140,11 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if w.committed {
 		_ = c.bw.Flush()
 	}
+	c.mu.Lock()
+	c.hijacked = true // before the abort: the watchdog starts no read after it
+	c.mu.Unlock()
 	c.abortPendingRead()
 	c.mu.Lock()
-	c.hijacked = true
 	hasByte := c.hasByte
 	c.mu.Unlock()
 	if hasByte {
