@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -19,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authgress/authgress/internal/testlog"
 	"github.com/authgress/authgress/tokencache"
 	"github.com/authgress/authgress/vault"
 )
@@ -135,33 +135,16 @@ func (c *clock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type env struct {
 	b     *Broker
 	fake  *fakeBackend
 	clock *clock
-	log   *syncBuffer
+	log   *testlog.Buffer
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{fake: newFake(), clock: &clock{t: testNow}, log: &syncBuffer{}}
+	e := &env{fake: newFake(), clock: &clock{t: testNow}, log: &testlog.Buffer{}}
 	pub, _ := url.Parse("https://broker.example.com/")
 	e.b = New(Config{
 		PublicURL: pub,

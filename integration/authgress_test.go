@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/authgress/authgress/internal/testlog"
 )
 
 // Authgress is a running authgress binary.
@@ -23,7 +25,7 @@ type Authgress struct {
 	Addr    string
 	Dir     string
 	cmd     *exec.Cmd
-	out     *syncBuffer
+	out     *testlog.Buffer
 	exited  chan struct{} // closed when the process has exited
 	exitErr error
 	killed  bool // Kill ended it on purpose: no exit status to check
@@ -55,7 +57,7 @@ client_secret = "not-the-secret"
 // runs the binary until the test ends. {{SECRETS}} and {{CA}} are replaced.
 func startAuthgress(t *testing.T, config string, env ...string) *Authgress {
 	t.Helper()
-	a := &Authgress{t: t, Dir: t.TempDir(), out: &syncBuffer{}, env: env}
+	a := &Authgress{t: t, Dir: t.TempDir(), out: &testlog.Buffer{}, env: env}
 	a.config = a.writeConfig(config)
 	a.launch()
 	t.Cleanup(a.stop)

@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/authgress/authgress/internal/testlog"
 )
 
 // Clusters against real processes: a gateway authgress forwarding through
@@ -861,7 +863,7 @@ shutdown_lifetime 1 seconds
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out := &syncBuffer{}
+	out := &testlog.Buffer{}
 	cmd := exec.Command(bin, "-N", "-f", path)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authgress/authgress/internal/testlog"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 )
@@ -46,7 +47,7 @@ func browser(t *testing.T) context.Context {
 	if path == "" {
 		needed(t, "Chromium is needed for the dashboard tests (apt-get install chromium)")
 	}
-	out := &syncBuffer{}
+	out := &testlog.Buffer{}
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(path),
 		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,

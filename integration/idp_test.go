@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/authgress/authgress/internal/testlog"
 )
 
 // canarySecret is the client secret of every OAuth client in these tests.
@@ -46,7 +48,7 @@ type IdP struct {
 	// Client talks to the IdP: it trusts the test CA when the IdP serves TLS.
 	Client *http.Client
 	cmd    *exec.Cmd
-	log    *syncBuffer
+	log    *testlog.Buffer
 }
 
 // IdPOptions configure startIdPWith; the zero value of a field keeps the
@@ -97,7 +99,7 @@ func startIdPWith(t *testing.T, o IdPOptions) *IdP {
 	if o.MTLSSubjectDN != "" && !o.TLS {
 		t.Fatal("IdPOptions.MTLSSubjectDN needs TLS")
 	}
-	i := &IdP{t: t, Port: freePort(t), ttl: o.TTL, format: o.Format, opts: o, Client: http.DefaultClient, log: &syncBuffer{}}
+	i := &IdP{t: t, Port: freePort(t), ttl: o.TTL, format: o.Format, opts: o, Client: http.DefaultClient, log: &testlog.Buffer{}}
 	scheme := "http"
 	if o.TLS {
 		scheme = "https"

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/authgress/authgress/internal/testlog"
 )
 
 // Nginx is a real nginx (Debian package) serving HTTPS upstreams that
@@ -60,7 +62,7 @@ http {
 	path := filepath.Join(n.dir, "nginx.conf")
 	_ = os.WriteFile(path, []byte(conf), 0o644)
 	n.cmd = exec.Command(bin, "-p", n.dir, "-e", n.errorLog, "-c", path)
-	out := &syncBuffer{}
+	out := &testlog.Buffer{}
 	n.cmd.Stdout, n.cmd.Stderr = out, out
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)

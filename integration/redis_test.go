@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/authgress/authgress/internal/testlog"
 )
 
 // Redis is a real redis-server (Debian's) on a free loopback port, with a
@@ -28,7 +30,7 @@ type Redis struct {
 	Dir      string
 	Password string
 	cmd      *exec.Cmd
-	log      *syncBuffer
+	log      *testlog.Buffer
 	// With TLS: the server's settings, and redis-cli's (a client certificate).
 	tlsConf, tlsCLI []string
 }
@@ -38,7 +40,7 @@ func startRedis(t *testing.T) *Redis {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		needed(t, "redis-server is needed for the shared token cache tests (apt-get install redis-server)")
 	}
-	r := &Redis{t: t, Port: freePort(t), Dir: t.TempDir(), Password: "redis-pw-" + randomHex(12), log: &syncBuffer{}}
+	r := &Redis{t: t, Port: freePort(t), Dir: t.TempDir(), Password: "redis-pw-" + randomHex(12), log: &testlog.Buffer{}}
 	extraCanaries.Store("the Redis password", r.Password)
 	r.Start()
 	t.Cleanup(r.Kill)
@@ -641,7 +643,7 @@ func startSentinel(t *testing.T, r *Redis) string {
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	log := &syncBuffer{}
+	log := &testlog.Buffer{}
 	cmd := exec.Command("redis-server", conf, "--sentinel")
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
@@ -708,7 +710,7 @@ func TestSharedCacheOverMutualTLS(t *testing.T) {
 	p := getPKI(t)
 	dir := t.TempDir()
 	cert, key := issueClient(t, dir, "authgress-redis-client", nil, nil)
-	r := &Redis{t: t, Port: freePort(t), Dir: t.TempDir(), Password: "redis-pw-" + randomHex(12), log: &syncBuffer{},
+	r := &Redis{t: t, Port: freePort(t), Dir: t.TempDir(), Password: "redis-pw-" + randomHex(12), log: &testlog.Buffer{},
 		tlsConf: []string{"tls-cert-file " + p.serverCertFile, "tls-key-file " + p.serverKeyFile, "tls-ca-cert-file " + p.caFile, "tls-auth-clients yes"},
 		tlsCLI:  []string{"--tls", "--cacert", p.caFile, "--cert", cert, "--key", key}}
 	extraCanaries.Store("the Redis password", r.Password)

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bytes"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -70,21 +69,4 @@ func echo(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Seen-Proxy-Authorization", r.Header.Get("Proxy-Authorization"))
 	w.Header().Set("X-Seen-TLS", fmt.Sprint(r.TLS != nil))
 	fmt.Fprintf(w, "%s %s %d", r.Method, r.URL.RequestURI(), n)
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

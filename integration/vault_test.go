@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/authgress/authgress/internal/testlog"
 )
 
 // HashiVault is a real HashiCorp Vault dev server (built by
@@ -22,7 +24,7 @@ type HashiVault struct {
 	URL  string
 	root string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testlog.Buffer
 }
 
 // vaultBinary returns the Vault server binary. Without it the test is
@@ -42,7 +44,7 @@ func vaultBinary(t testing.TB) string {
 
 func startHashiVault(t *testing.T) *HashiVault {
 	t.Helper()
-	v := &HashiVault{t: t, root: "hvs-root-canary-" + randomHex(6), out: &syncBuffer{}}
+	v := &HashiVault{t: t, root: "hvs-root-canary-" + randomHex(6), out: &testlog.Buffer{}}
 	extraCanaries.Store("the Vault root token", v.root)
 	port := freePort(t)
 	v.URL = fmt.Sprintf("http://127.0.0.1:%d", port)

@@ -357,22 +357,3 @@ func TestFetchFailureLogRoundsRetryIn(t *testing.T) {
 		}
 	})
 }
-
-// lockedBuffer is a log destination that a test may read while a fetch
-// goroutine writes it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}

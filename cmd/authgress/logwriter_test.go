@@ -1,26 +1,14 @@
 package main
 
 import (
-	"bytes"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/authgress/authgress/internal/testlog"
 )
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
-
 func TestLogWriterFlushesPeriodicallyAndOnClose(t *testing.T) {
-	var out lockedBuffer
+	var out testlog.Buffer
 	w := newLogWriter(&out, 50*time.Millisecond)
 	_, _ = w.Write([]byte("first\n"))
 	if out.String() != "" {

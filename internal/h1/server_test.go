@@ -30,35 +30,19 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/authgress/authgress/internal/testlog"
 )
 
 // These tests run h1.Server on loopback sockets and speak raw HTTP/1.x to
 // it, modelled on net/http's serve_test.go; where the two servers should
 // agree, the same bytes go to an http.Server too.
 
-// logBuf collects a server's ErrorLog output.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // testServer is an h1.Server serving a loopback listener.
 type testServer struct {
 	*Server
 	addr   string
-	log    *logBuf
+	log    *testlog.Buffer
 	served chan error // Serve's result
 	writes atomic.Int64
 }
@@ -71,7 +55,7 @@ func startServer(t testing.TB, h http.Handler, opts ...func(*Server)) *testServe
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := &testServer{addr: ln.Addr().String(), log: &logBuf{}, served: make(chan error, 1)}
+	ts := &testServer{addr: ln.Addr().String(), log: &testlog.Buffer{}, served: make(chan error, 1)}
 	ts.Server = &Server{Handler: h, ErrorLog: log.New(ts.log, "", 0)}
 	for _, o := range opts {
 		o(ts.Server)
@@ -1972,7 +1956,7 @@ func TestServerTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	release := make(chan struct{})
-	lg := &logBuf{}
+	lg := &testlog.Buffer{}
 	s := &Server{
 		ErrorLog: log.New(lg, "", 0),
 		Handler: handle(func(w http.ResponseWriter, r *http.Request) {
