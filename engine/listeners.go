@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"sort"
 	"sync"
 
@@ -234,7 +233,7 @@ func (e *Engine) httpServer(g *generation, h http.Handler) *http.Server {
 // proxyServer serves the proxy's ways in (forward, agent, reverse): the
 // lean HTTP/1.1 server, or net/http's with AUTHGRESS_SERVER=net/http.
 func (e *Engine) proxyServer(g *generation, h http.Handler) server {
-	if os.Getenv("AUTHGRESS_SERVER") == "net/http" {
+	if !proxy.LeanServer() {
 		return e.httpServer(g, h)
 	}
 	s := g.cfg.Server

@@ -173,8 +173,9 @@ func (t *Tunnels) tlsConfig(leaf *tls.Certificate) *tls.Config {
 // NewTunnels returns an empty registry.
 func NewTunnels() *Tunnels { return &Tunnels{servers: map[*http.Server]struct{}{}} }
 
-// leanTunnels: HTTP/1.1 tunnels are served by h1.Server.
-var leanTunnels = os.Getenv("AUTHGRESS_SERVER") != "net/http"
+// LeanServer reports whether the proxy's ways in (listeners and HTTP/1.1
+// tunnels) are served by h1.Server: yes unless AUTHGRESS_SERVER=net/http.
+func LeanServer() bool { return os.Getenv("AUTHGRESS_SERVER") != "net/http" }
 
 // Active is the number of intercepted tunnels being served.
 func (t *Tunnels) Active() int {
@@ -191,7 +192,7 @@ func (t *Tunnels) Active() int {
 // client closes it, it idles out, or the registry shuts down.
 func (t *Tunnels) serve(ctx context.Context, conn *tls.Conn, pin *tunnelTarget, h http.Handler, lim ServerLimits, log *slog.Logger) {
 	ctx = context.WithValue(ctx, tunnelKey{}, pin)
-	if leanTunnels && conn.ConnectionState().NegotiatedProtocol != "h2" {
+	if LeanServer() && conn.ConnectionState().NegotiatedProtocol != "h2" {
 		t.mu.Lock()
 		if t.closed {
 			t.mu.Unlock()

@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"net/textproto"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -748,14 +750,13 @@ func (c *serverConn) serveRequest(connCtx context.Context, req *http.Request) bo
 
 	c.handler.ServeHTTP(w, req)
 
-	c.mu.Lock()
-	w.handlerDone = true
-	c.bgOK = false
-	c.mu.Unlock()
-	if c.hijacked {
+	if c.hijacked { // Hijack ended the background read
+		c.mu.Lock()
+		w.handlerDone, c.bgOK = true, false
+		c.mu.Unlock()
 		return false
 	}
-	if c.abortPendingRead() || rb != nil && !rb.sawEOF.Load() {
+	if c.endRequest(w) || rb != nil && !rb.sawEOF.Load() {
 		w.closeAfter = true // the client went away, or its body was not read to the end
 	}
 	w.finish()
@@ -825,11 +826,27 @@ func (c *serverConn) backgroundRead() {
 	c.mu.Unlock()
 }
 
+// endRequest marks w's handler done, so the watchdog starts no background
+// read for it, and ends the one that runs; it reports whether the client
+// has gone away.
+func (c *serverConn) endRequest(w *response) (gone bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w.handlerDone, c.bgOK = true, false
+	c.abortPendingReadLocked()
+	return c.gone
+}
+
 // abortPendingRead ends the background read, if one runs, and waits for
 // it; it reports whether the client has gone away.
 func (c *serverConn) abortPendingRead() (gone bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.abortPendingReadLocked()
+	return c.gone
+}
+
+func (c *serverConn) abortPendingReadLocked() {
 	if c.inRead {
 		_ = c.rwc.SetReadDeadline(aLongTimeAgo)
 		for c.inRead {
@@ -837,7 +854,6 @@ func (c *serverConn) abortPendingRead() (gone bool) {
 		}
 		_ = c.rwc.SetReadDeadline(time.Time{})
 	}
-	return c.gone
 }
 
 // reqBody is a request body as the handler sees it: it notes its end (the
@@ -1026,8 +1042,7 @@ func (w *response) writeBody(p []byte) (int, error) {
 	}
 	bw := w.c.bw
 	if w.chunked {
-		var hex [16]byte
-		_, _ = bw.Write(appendHex(hex[:0], uint64(len(p))))
+		_, _ = bw.Write(strconv.AppendUint(bw.AvailableBuffer(), uint64(len(p)), 16))
 		_, _ = bw.WriteString("\r\n")
 	}
 	n, err := bw.Write(p)
@@ -1038,21 +1053,6 @@ func (w *response) writeBody(p []byte) (int, error) {
 		w.err = err
 	}
 	return n, err
-}
-
-func appendHex(b []byte, v uint64) []byte {
-	const digits = "0123456789abcdef"
-	if v == 0 {
-		return append(b, '0')
-	}
-	var tmp [16]byte
-	i := len(tmp)
-	for v > 0 {
-		i--
-		tmp[i] = digits[v&0xf]
-		v >>= 4
-	}
-	return append(b, tmp[i:]...)
 }
 
 // ReadFrom copies a body: into the write buffer's free space first (a small
@@ -1177,7 +1177,7 @@ func (w *response) commit() {
 	if !w.noBody && w.contentLength < 0 {
 		if w.handlerDone {
 			w.contentLength = int64(len(c.pend))
-			h.Set("Content-Length", itoa(w.contentLength))
+			h.Set("Content-Length", strconv.FormatInt(w.contentLength, 10))
 		} else if w.req.ProtoAtLeast(1, 1) {
 			w.chunked = true
 		} else {
@@ -1242,7 +1242,7 @@ func (w *response) writeHeaderLines(bw *bufio.Writer, informational bool) {
 	for k := range h {
 		keys = append(keys, k)
 	}
-	sortStrings(keys)
+	slices.Sort(keys)
 	w.c.keys = keys
 	for _, k := range keys {
 		if !httpguts.ValidHeaderFieldName(k) || informational && (k == "Content-Length" || k == "Transfer-Encoding") {
@@ -1257,21 +1257,15 @@ func (w *response) writeHeaderLines(bw *bufio.Writer, informational bool) {
 	}
 }
 
+// newlineToSpace makes a header value one line (no response splitting).
+var newlineToSpace = strings.NewReplacer("\r\n", " ", "\r", " ", "\n", " ")
+
 func writeValue(bw *bufio.Writer, v string) {
 	v = textproto.TrimString(v)
 	if strings.ContainsAny(v, "\r\n") {
-		v = strings.NewReplacer("\r\n", " ", "\r", " ", "\n", " ").Replace(v)
+		v = newlineToSpace.Replace(v)
 	}
 	_, _ = bw.WriteString(v)
-}
-
-// sortStrings is an insertion sort: headers have few keys.
-func sortStrings(a []string) {
-	for i := 1; i < len(a); i++ {
-		for j := i; j > 0 && a[j] < a[j-1]; j-- {
-			a[j], a[j-1] = a[j-1], a[j]
-		}
-	}
 }
 
 // writeStatusLine writes the status line in the request's version, as
@@ -1296,20 +1290,6 @@ func writeStatusLine(bw *bufio.Writer, is11 bool, code int) {
 		digits()
 	}
 	_, _ = bw.WriteString("\r\n")
-}
-
-func itoa(v int64) string {
-	var b [20]byte
-	i := len(b)
-	if v == 0 {
-		return "0"
-	}
-	for v > 0 {
-		i--
-		b[i] = byte('0' + v%10)
-		v /= 10
-	}
-	return string(b[i:])
 }
 
 // finish completes the answer after the handler: the header if none was
