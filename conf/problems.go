@@ -109,7 +109,3 @@ func (r *reporter) add(path string, warning bool, format string, args ...any) {
 	p, _ := r.pos.lookup(path)
 	r.list = append(r.list, Problem{File: r.file, Pos: p, Path: path, Msg: fmt.Sprintf(format, args...), Warning: warning})
 }
-
-func (r *reporter) at(pos Pos, path, msg string) {
-	r.list = append(r.list, Problem{File: r.file, Pos: pos, Path: path, Msg: msg})
-}
