@@ -329,3 +329,44 @@ func TestDelegatedConcurrentFirstRequests(t *testing.T) {
 		t.Fatalf("after login: %v", err)
 	}
 }
+
+// TestDelegatedRefusedRefreshLeavesNoSharedCopy: a replica that only ever
+// loaded a user's token from the shared level, and whose refresh token is
+// refused, removes the shared copy, so it does not load the dead refresh
+// token again and send it on every request. (A replica holding its own
+// copy sends it once more: the broadcast of a rejected token cannot tell a
+// refused refresh token from an access token an upstream refused.)
+func TestDelegatedRefusedRefreshLeavesNoSharedCopy(t *testing.T) {
+	a := newFakeAS(t, 1)
+	m := newMemShared()
+	var ds []*Delegated
+	for i := 0; i < 2; i++ {
+		c := New(nil)
+		c.SetShared(m)
+		m.subscribe(c)
+		ds = append(ds, newDelegated(c, a))
+	}
+	login(t, ds[0], a, "alice")
+	a.mu.Lock()
+	clear(a.refresh) // the user's refresh tokens are revoked
+	a.mu.Unlock()
+	time.Sleep(1100 * time.Millisecond) // the access token expires
+	ctx := context.Background()
+	if _, err := ds[1].Token(ctx, "alice"); !errors.Is(err, ErrLoginRequired) {
+		t.Fatalf("replica 2 with a revoked refresh token: %v", err)
+	}
+	refreshes := a.count("refresh_token")
+	waitFor(t, func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return len(m.vals) == 0
+	})
+	for range 2 {
+		if _, err := ds[1].Token(ctx, "alice"); !errors.Is(err, ErrLoginRequired) {
+			t.Fatalf("after the refusal: %v", err)
+		}
+	}
+	if n := a.count("refresh_token"); n != refreshes {
+		t.Errorf("replica 2 sent the refused refresh token %d more times", n-refreshes)
+	}
+}

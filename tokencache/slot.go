@@ -358,11 +358,16 @@ func (s *Slot) forget(rt string) {
 		return
 	}
 	s.last.Store(nil)
-	cur := s.cur.Load()
 	s.cur.Store(nil)
-	if s.shared != nil && cur != nil {
-		h := s.shared.Hash(cur.Value)
-		go func() { _ = s.shared.Invalidate(context.Background(), s.sharedName, h) }()
+	if s.shared != nil {
+		// The shared copy is last (cur may be gone: expired, or this
+		// replica only ever loaded last from the shared level).
+		h := s.shared.Hash(last.Value)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), s.shared.Timeout())
+			defer cancel()
+			_ = s.shared.Invalidate(ctx, s.sharedName, h)
+		}()
 	}
 }
 
