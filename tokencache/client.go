@@ -115,8 +115,8 @@ func (r *Request) form(now time.Time) (body, auth string, err error) {
 		if r.Code == "" {
 			return "", "", errors.New("no authorization code")
 		}
-		registerSecret(r.Code)
-		registerSecret(r.CodeVerifier)
+		registerValue(r.Code)
+		registerValue(r.CodeVerifier)
 		v.Set("grant_type", GrantAuthorizationCode)
 		v.Set("code", r.Code)
 		if r.RedirectURI != "" {
@@ -129,7 +129,7 @@ func (r *Request) form(now time.Time) (body, auth string, err error) {
 		if r.RefreshToken == "" {
 			return "", "", errors.New("no refresh token")
 		}
-		registerSecret(r.RefreshToken)
+		registerValue(r.RefreshToken)
 		v.Set("grant_type", GrantRefreshToken)
 		v.Set("refresh_token", r.RefreshToken)
 		if len(r.Scopes) > 0 {
@@ -171,10 +171,20 @@ func (r *Request) form(now time.Time) (body, auth string, err error) {
 }
 
 // registerSecret pins the client secret s with safetext as it is and
-// form-encoded (never forgotten, unlike tokens).
+// form-encoded (never forgotten: a configuration has few).
 func registerSecret(s string) {
 	safetext.Pin(s)
 	safetext.Pin(url.QueryEscape(s))
+}
+
+// registerValue registers a per-user value (an authorization code, a PKCE
+// verifier, a refresh token) the same way, among the values safetext may
+// forget once MaxSecrets newer ones follow: they come with traffic, and
+// pinning them would grow the registry, and the cost of every
+// registration, without bound.
+func registerValue(s string) {
+	safetext.Register(s)
+	safetext.Register(url.QueryEscape(s))
 }
 
 // Fetch performs the token request: r.Grant with r.Method(). The response
@@ -233,7 +243,7 @@ func parseResponse(resp *http.Response, body []byte, sent time.Time, defTTL time
 	tr, perr := decodeBody(resp.Header.Get("Content-Type"), body)
 	status := resp.StatusCode
 	// Before anything else: no later text may show it.
-	registerSecret(tr.RefreshToken)
+	registerValue(tr.RefreshToken)
 	if tr.Error != "" {
 		kind := Rejected
 		if tr.Error == "server_error" || tr.Error == "temporarily_unavailable" || status >= 500 {
