@@ -11,8 +11,9 @@ import (
 	"github.com/authgress/authgress/tokencache"
 )
 
-// buildBroker builds the generation's broker API ([broker]); logins that
-// the previous generation's broker started stay pending in this one.
+// buildBroker builds the generation's broker API ([broker]). Logins the
+// previous generation's broker started stay pending: Reload moves them to
+// this one once it serves (not here: a reload may still fail).
 func (e *Engine) buildBroker(ctx context.Context, g *generation) error {
 	b := g.cfg.Broker
 	if b == nil {
@@ -27,9 +28,6 @@ func (e *Engine) buildBroker(ctx context.Context, g *generation) error {
 		bc.Clients = append(bc.Clients, broker.Client{Name: c.Name, Key: key, Credentials: c.Credentials})
 	}
 	g.broker = broker.New(bc, brokerBackend{e})
-	if old := e.cur.Load(); old != nil && old.broker != nil {
-		g.broker.Adopt(old.broker)
-	}
 	return nil
 }
 

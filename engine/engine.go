@@ -185,6 +185,9 @@ func (e *Engine) Reload(ctx context.Context) error {
 		g.start(e.log)
 	}
 	e.cur.Store(g)
+	if g.broker != nil {
+		g.broker.Adopt(old.broker) // logins started before the reload complete after it
+	}
 	if p != nil {
 		e.commit(p, g) // listeners added, removed or moved; the others keep their connections
 	}
