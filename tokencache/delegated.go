@@ -134,7 +134,7 @@ func (d *Delegated) Complete(ctx context.Context, user, code, verifier, redirect
 	if err != nil {
 		return nil, err
 	}
-	req.Grant, req.Code, req.CodeVerifier, req.RedirectURI = "authorization_code", code, verifier, redirectURI
+	req.Grant, req.Code, req.CodeVerifier, req.RedirectURI = GrantAuthorizationCode, code, verifier, redirectURI
 	req.Scopes = nil
 	tok, err := d.fetch(ctx, req)
 	if err != nil {
@@ -150,7 +150,7 @@ func (d *Delegated) Refresh(ctx context.Context, refreshToken string) (*Token, e
 	if err != nil {
 		return nil, err
 	}
-	req.Grant, req.RefreshToken, req.Scopes = "refresh_token", refreshToken, nil
+	req.Grant, req.RefreshToken, req.Scopes = GrantRefreshToken, refreshToken, nil
 	return d.fetch(ctx, req)
 }
 
@@ -177,7 +177,7 @@ func (d *Delegated) refresh(ctx context.Context, s *Slot) (*Token, error) {
 	if err != nil {
 		return nil, err
 	}
-	req.Grant, req.RefreshToken, req.Scopes = "refresh_token", rt, nil
+	req.Grant, req.RefreshToken, req.Scopes = GrantRefreshToken, rt, nil
 	tok, err := d.cfg.Client.Fetch(ctx, req)
 	if err != nil {
 		if IsInvalidGrant(err) {
