@@ -93,6 +93,9 @@ func (d *Delegated) userSlot(user string, create bool) *Slot {
 // user has none here and there is no shared level where another replica
 // could have stored one (so unknown identities create nothing).
 func (d *Delegated) UserSlot(user string) *Slot {
+	if s := d.cache.Lookup(d.key + userSep + user); s != nil {
+		return s // the hit path: one lock
+	}
 	return d.userSlot(user, d.cache.HasShared())
 }
 
